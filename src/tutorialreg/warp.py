@@ -1,0 +1,304 @@
+"""Spatial transforms: reference grids, affine maps, resampling, warping and scaling and squaring.
+
+Pure TensorFlow functions shared by classical optimisation (:mod:`tutorialreg.optimise`) and
+networks (:mod:`tutorialreg.networks`), so both take exactly the same code path.
+
+Conventions
+-----------
+- Volumes are ``[batch, d1, d2, d3]`` or ``[batch, d1, d2, d3, channels]``.
+- Coordinates are voxel indices in ij order: the last axis of a grid holds (i, j, k) = (axis 0, 1, 2).
+- A dense displacement field (DDF) ``[batch, d1, d2, d3, 3]`` lives on the *fixed* grid, in voxels:
+  ``warped(x) = moving(x + ddf(x))``.
+- An affine ``theta`` ``[batch, 4, 3]`` maps a voxel index row vector: ``loc = [p, 1] @ theta``.
+- Sampling outside a volume returns the nearest border voxel (scipy's ``mode="nearest"``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+__all__ = [
+    "Warping",
+    "affine_grid",
+    "compose",
+    "ddf_from_theta",
+    "integrate_svf",
+    "invert_theta",
+    "matrix_to_theta",
+    "random_affine",
+    "random_affine_ddf",
+    "reference_grid",
+    "resample",
+    "theta_to_matrix",
+    "warp",
+]
+
+IDENTITY_THETA = np.array([[1, 0, 0], [0, 1, 0], [0, 0, 1], [0, 0, 0]], dtype=np.float32)
+
+
+def _shape3(shape: Sequence[int]) -> tuple[int, int, int]:
+    shape = tuple(int(s) for s in shape)
+    if len(shape) != 3 or min(shape) < 1:
+        raise ValueError(f"expected a 3-D grid shape (d1, d2, d3) of positive ints, got {shape}")
+    return shape  # type: ignore[return-value]
+
+
+def _as_float(x, name: str) -> tf.Tensor:
+    x = tf.convert_to_tensor(x)
+    if not (x.dtype.is_floating or x.dtype.is_integer or x.dtype == tf.bool):
+        raise ValueError(f"{name} must be numeric, got dtype {x.dtype.name}")
+    return tf.cast(x, tf.float32) if x.dtype != tf.float32 else x
+
+
+def reference_grid(shape: Sequence[int]) -> tf.Tensor:
+    """Voxel-index grid.
+
+    :param shape: ``(d1, d2, d3)``.
+    :return: float32 ``[d1, d2, d3, 3]`` with ``grid[i, j, k] = (i, j, k)``.
+    """
+    d1, d2, d3 = _shape3(shape)
+    axes = [tf.range(d, dtype=tf.float32) for d in (d1, d2, d3)]
+    return tf.stack(tf.meshgrid(*axes, indexing="ij"), axis=-1)
+
+
+def _check_theta(theta) -> tf.Tensor:
+    theta = _as_float(theta, "theta")
+    if theta.shape.rank == 2:
+        theta = theta[None]
+    if theta.shape.rank != 3 or tuple(theta.shape[1:]) != (4, 3):
+        raise ValueError(f"theta must have shape [batch, 4, 3] (row-vector affine), got {theta.shape}")
+    return theta
+
+
+def affine_grid(grid, theta) -> tf.Tensor:
+    """Apply an affine transform to every point of a grid: ``loc = [p, 1] @ theta``.
+
+    :param grid: ``[d1, d2, d3, 3]`` voxel coordinates (e.g. :func:`reference_grid`).
+    :param theta: ``[batch, 4, 3]``; rows 0-2 are the linear part, row 3 the translation (voxels).
+    :return: ``[batch, d1, d2, d3, 3]`` transformed coordinates.
+    """
+    grid = _as_float(grid, "grid")
+    if grid.shape.rank != 4 or grid.shape[-1] != 3:
+        raise ValueError(f"grid must have shape [d1, d2, d3, 3], got {grid.shape}")
+    theta = _check_theta(theta)
+    return tf.einsum("ijkl,blm->bijkm", grid, theta[:, :3, :]) + theta[:, None, None, None, 3, :]
+
+
+def theta_to_matrix(theta) -> tf.Tensor:
+    """``[batch, 4, 3]`` row-vector theta -> ``[batch, 4, 4]`` homogeneous matrix ``M`` with
+    ``M @ [p; 1] = [loc; 1]`` (column-vector convention)."""
+    theta = _check_theta(theta)
+    b = tf.shape(theta)[0]
+    bottom = tf.tile(tf.constant([[[0.0, 0.0, 0.0, 1.0]]]), [b, 1, 1])
+    return tf.concat([tf.transpose(theta, [0, 2, 1]), bottom], axis=1)
+
+
+def matrix_to_theta(matrix) -> tf.Tensor:
+    """``[batch, 4, 4]`` homogeneous matrix -> ``[batch, 4, 3]`` row-vector theta."""
+    matrix = _as_float(matrix, "matrix")
+    if matrix.shape.rank == 2:
+        matrix = matrix[None]
+    if matrix.shape.rank != 3 or tuple(matrix.shape[1:]) != (4, 4):
+        raise ValueError(f"matrix must have shape [batch, 4, 4], got {matrix.shape}")
+    return tf.transpose(matrix[:, :3, :], [0, 2, 1])
+
+
+def invert_theta(theta) -> tf.Tensor:
+    """Inverse affine: ``[batch, 4, 3]`` -> ``[batch, 4, 3]`` (computed in float64)."""
+    m = tf.cast(theta_to_matrix(theta), tf.float64)
+    return matrix_to_theta(tf.cast(tf.linalg.inv(m), tf.float32))
+
+
+def ddf_from_theta(theta, shape: Sequence[int]) -> tf.Tensor:
+    """Displacement field of an affine: ``[batch, d1, d2, d3, 3] = affine_grid - reference_grid``."""
+    grid = reference_grid(shape)
+    return affine_grid(grid, theta) - grid
+
+
+def resample(vol, loc, interpolation: str = "linear") -> tf.Tensor:
+    """Sample a volume at arbitrary voxel coordinates.
+
+    :param vol: ``[batch, d1, d2, d3]`` or ``[batch, d1, d2, d3, c]``.
+    :param loc: ``[batch, D1, D2, D3, 3]`` coordinates in voxels of ``vol`` (ij); a batch of 1 is broadcast.
+    :param interpolation: ``"linear"`` (trilinear, differentiable in ``vol`` and ``loc``) or ``"nearest"``.
+    :return: ``[batch, D1, D2, D3]`` or ``[batch, D1, D2, D3, c]``, float32. Points outside the
+        volume take the value of the nearest border voxel.
+    """
+    if interpolation not in ("linear", "nearest"):
+        raise ValueError(f"interpolation must be 'linear' or 'nearest', got {interpolation!r}")
+    vol = _as_float(vol, "vol")
+    loc = _as_float(loc, "loc")
+    if vol.shape.rank not in (4, 5):
+        raise ValueError(f"vol must have shape [batch, d1, d2, d3(, c)], got {vol.shape}")
+    if loc.shape.rank != 5 or loc.shape[-1] != 3:
+        raise ValueError(f"loc must have shape [batch, D1, D2, D3, 3], got {loc.shape}")
+    squeeze = vol.shape.rank == 4
+    if squeeze:
+        vol = vol[..., None]
+    batch = vol.shape[0]
+    if loc.shape[0] != batch:
+        if loc.shape[0] == 1:
+            loc = tf.repeat(loc, batch, axis=0)
+        elif batch == 1:
+            vol = tf.repeat(vol, loc.shape[0], axis=0)
+            batch = loc.shape[0]
+        else:
+            raise ValueError(f"batch sizes differ: vol {vol.shape[0]} vs loc {loc.shape[0]}")
+    dims = [int(d) for d in vol.shape[1:4]]
+    channels = int(vol.shape[-1])
+    out_shape = tf.concat([tf.shape(loc)[:4], [channels]], axis=0)
+    # one channel: gather scalars (faster on CPU); several: gather rows of length c
+    flat_vol = tf.reshape(vol, [-1] if channels == 1 else [-1, channels])
+    strides = [dims[1] * dims[2], dims[2], 1]
+    base = tf.reshape(tf.range(batch) * (dims[0] * dims[1] * dims[2]), [batch, 1])
+    loc = tf.reshape(loc, [batch, -1, 3])
+    coords = [tf.clip_by_value(loc[..., a], 0.0, float(dims[a] - 1)) for a in range(3)]
+
+    if interpolation == "nearest":
+        idx = base
+        for a in range(3):
+            idx = idx + tf.cast(tf.round(coords[a]), tf.int32) * strides[a]
+        return _finish(tf.gather(flat_vol, idx), out_shape, squeeze)
+
+    lo, w = [], []
+    for a in range(3):
+        floor = tf.floor(coords[a])
+        floor = tf.minimum(floor, float(max(dims[a] - 2, 0)))
+        lo.append(tf.cast(floor, tf.int32))
+        w.append((coords[a] - floor) if channels == 1 else (coords[a] - floor)[..., None])  # in [0, 1]
+    hi = [lo[a] + (1 if dims[a] > 1 else 0) for a in range(3)]
+    i_off = [lo[0] * strides[0] + base, hi[0] * strides[0] + base]
+    j_off = [lo[1] * strides[1], hi[1] * strides[1]]
+    k_off = [lo[2], hi[2]]
+    # interpolate along k, then j, then i (8 gathers, 7 lerps)
+    c = {}
+    for a in (0, 1):
+        for b in (0, 1):
+            v0 = tf.gather(flat_vol, i_off[a] + j_off[b] + k_off[0])
+            v1 = tf.gather(flat_vol, i_off[a] + j_off[b] + k_off[1])
+            c[a, b] = v0 + w[2] * (v1 - v0)
+    c0 = c[0, 0] + w[1] * (c[0, 1] - c[0, 0])
+    c1 = c[1, 0] + w[1] * (c[1, 1] - c[1, 0])
+    out = c0 + w[0] * (c1 - c0)
+    return _finish(out, out_shape, squeeze)
+
+
+def _finish(values: tf.Tensor, out_shape: tf.Tensor, squeeze: bool) -> tf.Tensor:
+    out = tf.reshape(values, out_shape)
+    return out[..., 0] if squeeze else out
+
+
+def _check_ddf(ddf, name: str = "ddf") -> tf.Tensor:
+    ddf = _as_float(ddf, name)
+    if ddf.shape.rank != 5 or ddf.shape[-1] != 3:
+        raise ValueError(f"{name} must have shape [batch, d1, d2, d3, 3], got {ddf.shape}")
+    return ddf
+
+
+def warp(image, ddf, interpolation: str = "linear") -> tf.Tensor:
+    """Warp a moving image with a DDF defined on the fixed grid: ``out(x) = image(x + ddf(x))``.
+
+    :param image: ``[batch, m1, m2, m3]`` or ``[batch, m1, m2, m3, c]`` (moving image).
+    :param ddf: ``[batch, f1, f2, f3, 3]`` displacements in voxels of the moving image.
+    :return: ``[batch, f1, f2, f3(, c)]`` on the fixed grid.
+    """
+    ddf = _check_ddf(ddf)
+    return resample(image, reference_grid(ddf.shape[1:4])[None] + ddf, interpolation)
+
+
+def compose(ddf_a, ddf_b) -> tf.Tensor:
+    """DDF of "warp by ``a``, then warp the result by ``b``".
+
+    ``warp(warp(img, a), b) == warp(img, compose(a, b))``, i.e.
+    ``compose(a, b)(x) = b(x) + a(x + b(x))``. Both ``[batch, d1, d2, d3, 3]``.
+    """
+    ddf_a, ddf_b = _check_ddf(ddf_a, "ddf_a"), _check_ddf(ddf_b, "ddf_b")
+    return ddf_b + warp(ddf_a, ddf_b)
+
+
+def integrate_svf(dvf, steps: int = 7) -> tf.Tensor:
+    """Scaling and squaring: exponentiate a stationary velocity field into a DDF.
+
+    :param dvf: ``[batch, d1, d2, d3, 3]`` velocity in voxels.
+    :param steps: number of squarings; the field is first divided by ``2**steps``.
+    :return: ``[batch, d1, d2, d3, 3]`` DDF (diffeomorphic for smooth enough fields).
+    """
+    if steps < 0:
+        raise ValueError(f"steps must be >= 0, got {steps}")
+    ddf = _check_ddf(dvf, "dvf") / float(2**steps)
+    for _ in range(steps):
+        ddf = ddf + warp(ddf, ddf)
+    return ddf
+
+
+_CUBE_CORNERS = np.array(
+    [[-1, -1, -1, 1], [-1, -1, 1, 1], [-1, 1, -1, 1], [1, -1, -1, 1]], dtype=np.float64
+)
+
+
+def random_affine(
+    batch_size: int, scale: float, seed: int | None = None, center: Sequence[float] | None = None
+) -> tf.Tensor:
+    """Random affine from perturbed cube corners (the tutorial's generator).
+
+    Four corners of the cube ``[-1, 1]^3`` have each coordinate multiplied by a factor drawn
+    uniformly from ``[1 - scale, 1]``; theta is the affine that maps the corners exactly.
+
+    :param batch_size: number of transforms.
+    :param scale: perturbation in ``[0, 1]``; 0 gives the identity.
+    :param seed: seed of a local numpy generator (no global state).
+    :param center: voxel point ``(c1, c2, c3)`` the transform acts about (default: the origin, as in
+        the tutorial). ``loc = [p - c, 1] @ theta + c``.
+    :return: float32 ``[batch_size, 4, 3]``.
+    """
+    if not 0.0 <= scale <= 1.0:
+        raise ValueError(f"scale must be in [0, 1], got {scale}")
+    rng = np.random.default_rng(seed)
+    factors = rng.uniform(1.0 - scale, 1.0, size=(batch_size, 4, 3))
+    new = _CUBE_CORNERS[None, :, :3] * factors
+    theta = np.linalg.solve(_CUBE_CORNERS[None], new)  # corners @ theta = new
+    if center is not None:
+        c = np.asarray(center, dtype=np.float64).reshape(3)
+        theta[:, 3, :] += c - np.einsum("j,bjk->bk", c, theta[:, :3, :])
+    return tf.constant(theta, dtype=tf.float32)
+
+
+def random_affine_ddf(
+    shape: Sequence[int], batch_size: int, scale: float, seed: int | None = None
+) -> tf.Tensor:
+    """DDF ``[batch, d1, d2, d3, 3]`` of :func:`random_affine` acting about the volume centre."""
+    shape = _shape3(shape)
+    center = [(d - 1) / 2.0 for d in shape]
+    return ddf_from_theta(random_affine(batch_size, scale, seed, center=center), shape)
+
+
+class Warping(keras.layers.Layer):
+    """Keras layer: ``Warping(fixed_image_size)([ddf, image]) -> warped image``.
+
+    ``ddf`` is ``[batch, f1, f2, f3, 3]`` with ``(f1, f2, f3) == fixed_image_size``;
+    ``image`` is ``[batch, m1, m2, m3(, c)]``.
+    """
+
+    def __init__(self, fixed_image_size: Sequence[int], interpolation: str = "linear", **kwargs):
+        super().__init__(**kwargs)
+        self.fixed_image_size = _shape3(fixed_image_size)
+        self.interpolation = interpolation
+
+    def call(self, inputs):
+        ddf, image = inputs
+        if tuple(ddf.shape[1:4]) != self.fixed_image_size:
+            raise ValueError(
+                f"ddf spatial shape {tuple(ddf.shape[1:4])} != fixed_image_size {self.fixed_image_size}"
+            )
+        return warp(image, ddf, self.interpolation)
+
+    def get_config(self) -> dict:
+        return {
+            **super().get_config(),
+            "fixed_image_size": self.fixed_image_size,
+            "interpolation": self.interpolation,
+        }
