@@ -2,7 +2,7 @@
 # Both create .venv and install everything on first use. Data: the manifest's upstream URLs, or a mirror.
 VENV ?= .venv
 PY := $(VENV)/bin/python
-export TUTORIALREG_MIRROR ?= $(abspath ../shared/data)
+export TUTORIALREG_MIRROR ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),)
 export PYTHONHASHSEED := 0
 export TF_CPP_MIN_LOG_LEVEL := 2
 

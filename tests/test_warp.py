@@ -159,7 +159,7 @@ def test_warping_layer_and_keras_config(rng):
     "call,match",
     [
         (lambda: warp.resample(np.zeros((4, 5, 6)), np.zeros((1, 2, 2, 2, 3))), r"\[batch, d1, d2, d3"),
-        (lambda: warp.resample(np.zeros((1, 4, 5, 6)), np.zeros((1, 2, 2, 2, 2))), r"\[batch, D1, D2, D3, 3\]"),
+        (lambda: warp.resample(np.zeros((1, 4, 5, 6)), np.zeros((1, 2, 2, 2, 2))), r"\[batch, D1, D2, D3, 3"),
         (lambda: warp.resample(np.zeros((1, 4, 5, 6)), np.zeros((1, 2, 2, 2, 3)), "cubic"), "interpolation"),
         (lambda: warp.resample(np.array([["a"]]), np.zeros((1, 2, 2, 2, 3))), "numeric"),
         (lambda: warp.warp(np.zeros((1, 4, 5, 6)), np.zeros((1, 4, 5, 6))), r"\[batch, d1, d2, d3, 3\]"),

@@ -118,14 +118,20 @@ def check_file(path: str | Path, entry: dict) -> str | None:
 
 
 def _sources(entry: dict) -> list[str]:
-    """Where to try a file, in order: the mirror (folder or base URL), then upstream."""
+    """Where to try a file, in order: the mirror (folder or base URL), then upstream.
+
+    A relative mirror folder is taken from the working directory, or else from the repository root
+    (so ``../shared/data`` also works for notebooks run inside ``book/``).
+    """
     mirror = os.environ.get("TUTORIALREG_MIRROR", "").strip()
-    out = []
     if mirror.startswith(("http://", "https://")):
-        out.append(mirror.rstrip("/") + "/" + entry["path"])
-    elif mirror:
-        out.append(str(Path(mirror.removeprefix("file://")).expanduser().resolve() / entry["path"]))
-    return out + [entry["url"]]
+        return [mirror.rstrip("/") + "/" + entry["path"], entry["url"]]
+    if not mirror:
+        return [entry["url"]]
+    folder = Path(mirror.removeprefix("file://")).expanduser()
+    if not folder.is_absolute() and not folder.is_dir():
+        folder = Path(__file__).resolve().parents[2] / folder
+    return [str(folder.resolve() / entry["path"]), entry["url"]]
 
 
 def fetch_file(entry: dict, progress: bool = False) -> Path:
@@ -276,15 +282,14 @@ def standin_ct(lung_mask: np.ndarray, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     f = 4  # body and texture are built on a 4x coarser grid, then interpolated up
     coarse = mask[::f, ::f, ::f]
-    body = ndimage.binary_dilation(coarse, ndimage.generate_binary_structure(3, 1), iterations=5)
-    body = ndimage.binary_fill_holes(ndimage.binary_dilation(body, iterations=2))
     up = [s / c for s, c in zip(mask.shape, coarse.shape, strict=True)]
-    body = (ndimage.zoom(body.astype(np.float32), up, order=1) > 0.5) | mask
+    distance = ndimage.distance_transform_edt(~coarse)  # to the lungs, in coarse voxels
+    body = (ndimage.zoom(distance.astype(np.float32), up, order=1) <= 6) | mask  # dilated by ~24 voxels
     texture = ndimage.gaussian_filter(rng.standard_normal(coarse.shape).astype(np.float32), 1.0)
     texture = ndimage.zoom(texture / texture.std(), up, order=1)
-    image = np.where(body, 40 + 15 * texture, -1000).astype(np.float32)
-    image[mask] = -850 + 50 * texture[mask] + 150 * np.clip(texture[mask] - 1.5, 0, None)  # a few vessels
-    return image + rng.normal(0, 8, mask.shape).astype(np.float32)  # acquisition noise
+    lung = -850 + 50 * texture + 150 * np.clip(texture - 1.5, 0, None)  # texture and a few vessels
+    image = np.where(mask, lung, np.where(body, 40 + 15 * texture, np.float32(-1000)))
+    return image + 8 * rng.standard_normal(mask.shape, dtype=np.float32)  # acquisition noise
 
 
 class PairedDataset:
@@ -338,11 +343,13 @@ class PairedDataset:
                     raise PairingError(f"missing folder {folder} (expected {side}_{kind}/ under {self.root})")
                 files[side, kind] = {self._stem(p): p for p in folder.iterdir() if p.name.endswith(_SUFFIXES)}
         all_names = set().union(*files.values())
-        for (side, kind), found in files.items():
-            if lost := sorted(all_names - set(found)):
-                raise PairingError(
-                    f"{len(lost)} pair(s) lack a {side} {kind[:-1]} in {self.root}/{side}_{kind}: {lost[:5]}"
-                )
+        lost = [
+            f"{side}_{kind}/ lacks {sorted(all_names - set(found))[:5]}"
+            for (side, kind), found in files.items()
+            if all_names - set(found)
+        ]
+        if lost:
+            raise PairingError(f"unpaired files in {self.root}: " + "; ".join(lost))
         self.files = files
         self.names = sorted(all_names) if names is None else list(names)
         if unknown := sorted(set(self.names) - all_names):
@@ -381,6 +388,8 @@ class PairedDataset:
             **self._side(name, "fixed", self.fixed_shape),
             "name": name,
         }
+        if self.labeled and item["moving_label"].shape[-1] != item["fixed_label"].shape[-1]:
+            raise PairingError(f"pair {name!r}: moving and fixed labels have different channel counts")
         if self._cache is not None:
             self._cache[i] = item
         return item
@@ -393,20 +402,24 @@ class PairedDataset:
         augment_scale: float = 0.0,
         repeat: bool = False,
         drop_remainder: bool = False,
+        sample_label: str = "all",
     ):
         """A seeded ``tf.data.Dataset`` of batched dicts (arrays gain a leading batch axis).
 
         Each pass (epoch) reshuffles with ``(seed, epoch)``. With ``augment_scale > 0`` a random affine
         (:func:`tutorialreg.warp.random_affine_ddf`) warps each image and its label identically, drawn
-        independently for the moving and the fixed side.
+        independently for the moving and the fixed side. ``sample_label``: ``"all"`` gives labels whole
+        (every pair in a batch needs the same channel count), ``"sample"`` one seeded random channel per
+        pair (the same for moving and fixed), ``"first"`` channel 0; the last two give ``c = 1``.
         """
         import itertools
 
         import tensorflow as tf
 
-        first = self[0]
-        spec = {k: tf.TensorSpec((None, *v.shape), tf.float32) for k, v in first.items() if k != "name"}
-        spec["name"] = tf.TensorSpec((None,), tf.string)
+        if sample_label not in ("all", "sample", "first"):
+            raise ValueError(f"sample_label must be 'all', 'sample' or 'first', got {sample_label!r}")
+        first = self._labels(self[0], sample_label, np.random.default_rng(seed))
+        shapes = {k: v.shape for k, v in first.items() if k != "name"}
         epochs = itertools.count()
 
         def batches():
@@ -414,25 +427,40 @@ class PairedDataset:
                 rng = np.random.default_rng([seed, next(epochs)])
                 order = rng.permutation(len(self)) if shuffle else np.arange(len(self))
                 for start in range(0, len(order), batch_size):
-                    items = [self[int(i)] for i in order[start : start + batch_size]]
+                    items = [
+                        self._labels(self[int(i)], sample_label, rng)
+                        for i in order[start : start + batch_size]
+                    ]
                     if drop_remainder and len(items) < batch_size:
                         break
-                    for it in items:
-                        if bad := [
-                            k for k in spec if k != "name" and it[k].shape != tuple(spec[k].shape[1:])
-                        ]:
-                            raise PairingError(
-                                f"pair {it['name']!r}: {bad} shape differs from the first pair's; "
-                                "set image_shape to batch volumes of different sizes"
-                            )
-                    batch = {k: np.stack([it[k] for it in items]) for k in spec if k != "name"}
+                    batch = self._stack(items, shapes)
                     if augment_scale > 0:
                         batch = self._augment(batch, augment_scale, rng)
                     yield {**batch, "name": np.array([it["name"] for it in items])}
                 if not repeat:
                     return
 
+        spec = {k: tf.TensorSpec((None, *shape), tf.float32) for k, shape in shapes.items()}
+        spec["name"] = tf.TensorSpec((None,), tf.string)
         return tf.data.Dataset.from_generator(batches, output_signature=spec)
+
+    @staticmethod
+    def _stack(items: list[dict], shapes: dict[str, tuple]) -> dict:
+        """Stack ``items`` into a batch after checking every array's shape against ``shapes``."""
+        for it in items:
+            if bad := [k for k, shape in shapes.items() if it[k].shape != shape]:
+                raise PairingError(
+                    f"pair {it['name']!r}: {bad} shapes differ from the first pair's; set image_shape "
+                    "(volume sizes) or sample_label (label channel counts)"
+                )
+        return {k: np.stack([it[k] for it in items]) for k in shapes}
+
+    def _labels(self, item: dict, mode: str, rng: np.random.Generator) -> dict:
+        """``item`` with labels whole (``"all"``) or reduced to one channel (``"sample"``, ``"first"``)."""
+        if mode == "all" or not self.labeled:
+            return item
+        j = int(rng.integers(item["fixed_label"].shape[-1])) if mode == "sample" else 0
+        return {**item, **{k: item[k][..., j : j + 1] for k in ("moving_label", "fixed_label")}}
 
     def _augment(self, batch: dict, scale: float, rng: np.random.Generator) -> dict:
         from tutorialreg.warp import random_affine_ddf, warp
@@ -463,8 +491,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             files = meta["files"]
             size = sum(e["size"] or 0 for e in files) / 2**20
             cached = sum((cache / e["path"]).exists() for e in files)
+            unsized = sum(e["size"] is None for e in files)
             print(
-                f"{name:22s} {len(files):4d} files  {size:7.1f} MiB listed  {cached:4d} cached\n"
+                f"{name:22s} {len(files):4d} files  {size:6.1f} MiB"
+                + (f" + {unsized} of unknown size" if unsized else "")
+                + f"  {cached:4d} cached\n"
                 f"{'':22s} {meta['citation']}\n{'':22s} licence: {meta['licence']}"
             )
         return 0
