@@ -162,6 +162,72 @@ def test_warped_grid_moves_lines_by_displacement():
         viz.warped_grid(None, np.zeros((h, w, 3)))
 
 
+def test_warped_grid_limits_stay_on_the_image():
+    h, w = 10, 14
+    ddf2d = np.zeros((h, w, 2), np.float32)
+    ddf2d[..., 0], ddf2d[..., 1] = 6.0, -5.0  # lines leave the slice downwards and to the left
+    ax = viz.warped_grid(None, ddf2d, step=3, image=np.zeros((h, w)))
+    assert ax.get_xlim() == (-0.5, w - 0.5) and ax.get_ylim() == (h - 0.5, -0.5)  # the image extent
+    left, right, bottom, top = ax.images[0].get_extent()
+    assert ax.get_xlim() == (left, right) and ax.get_ylim() == (bottom, top)
+    wide = viz.warped_grid(None, ddf2d, step=3, image=np.zeros((h, w)), clip=False)
+    assert wide.get_xlim() == (-5.0, w - 0.5) and wide.get_ylim() == (h - 1 + 6.0, -0.5)
+    with pytest.raises(ValueError, match=r"\(10, 14\).*\(10, 13\)"):
+        viz.warped_grid(None, ddf2d, image=np.zeros((h, w - 1)))
+
+
+def test_plot_grid_3d_draws_both_lattices():
+    from mpl_toolkits.mplot3d.art3d import Line3DCollection
+
+    d1, d2, d3 = 4, 3, 2
+    ddf = np.zeros((1, d1, d2, d3, 3), np.float32)
+    ddf[..., 2] = 0.5  # every point half a voxel along axis 2
+    ax = viz.plot_grid_3d(ddf, title="lattice")
+    ax.figure.canvas.draw()  # 3-D collections project their segments when drawn
+    assert ax.name == "3d" and ax.get_title() == "lattice" and ax.get_xlabel() == "axis 0 (voxels)"
+    grid, moved = [c for c in ax.collections if isinstance(c, Line3DCollection)]
+    n_lines = d2 * d3 + d1 * d3 + d1 * d2  # lines along axis 0, 1 and 2
+    assert len(grid.get_segments()) == len(moved.get_segments()) == n_lines
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["grid x", "displaced x + u(x)"]
+    assert to_rgb(moved.get_color()[0]) == to_rgb(viz.OKABE_ITO[4])
+    assert to_rgb(grid.get_color()[0]) == to_rgb(viz.GREY)
+    assert ax.get_zlim()[1] >= d3 - 1 + 0.5  # the displaced lattice is in view
+    fig = plt.figure()
+    ax3 = fig.add_subplot(projection="3d")
+    out = viz.plot_grid_3d(ddf[0], ax=ax3, step=2)
+    fig.canvas.draw()
+    assert out is ax3 and len(ax3.collections[0].get_segments()) == 2 * 1 + 2 * 1 + 2 * 2
+    assert ax3.get_title() == "voxel grid displaced by a DDF"
+    with pytest.raises(ValueError, match=r"\[d1, d2, d3, 3\].*\(4, 3, 2, 2\)"):
+        viz.plot_grid_3d(ddf[0, ..., :2])
+    with pytest.raises(ValueError, match="3-D Axes"):
+        viz.plot_grid_3d(ddf, ax=plt.subplots()[1])
+
+
+@pytest.mark.parametrize("kind, n_used", [("unsupervised", 9), ("weakly-supervised", 12), ("combined", 13)])
+def test_plot_training_schematic_fades_unused_parts(kind, n_used):
+    ax = viz.plot_training_schematic(kind)
+    assert isinstance(ax, Axes)
+    assert ax.get_title() == f"{kind.replace('-', ' ')} training of a registration network"
+    boxes = ax.patches
+    assert len(boxes) == 13
+    assert sum(b.get_edgecolor()[3] == 1.0 for b in boxes) == n_used
+    arrows = [t for t in ax.texts if t.get_text() == ""]
+    labels = {t.get_text(): t.get_alpha() for t in ax.texts if t.get_text()}
+    assert len(arrows) == 15 and len(labels) == 12  # 13 boxes, two of them named "warping"
+    assert (labels["image loss\n(vs fixed image)"] == 1.0) == (kind != "weakly-supervised")
+    assert (labels["label loss\n(vs fixed label)"] == 1.0) == (kind != "unsupervised")
+    assert labels["network"] == labels["regulariser\n(on the DDF)"] == 1.0
+
+
+def test_plot_training_schematic_title_axes_and_bad_kind():
+    fig, ax = plt.subplots()
+    out = viz.plot_training_schematic("combined", ax=ax, title="Fig. 1")
+    assert out is ax and ax.get_title() == "Fig. 1" and not ax.axison
+    with pytest.raises(ValueError, match="'unsupervised', 'weakly-supervised', 'combined'.*'supervised'"):
+        viz.plot_training_schematic("supervised")
+
+
 def test_ddf_quiver_uses_row_column_components():
     ddf2d = np.zeros((8, 8, 2), np.float32)
     ddf2d[..., 0], ddf2d[..., 1] = 2.0, 3.0

@@ -109,6 +109,17 @@ def test_integrate_svf_of_constant_field_is_translation():
     np.testing.assert_allclose(warp.integrate_svf(v, steps=0), v)
 
 
+def test_random_smooth_ddf_interpolates_control_points():
+    ddf = warp.random_smooth_ddf((9, 9, 5), (3, 3, 2), amplitude=(2.0, 1.0, 0.5), seed=0).numpy()
+    assert ddf.shape == (1, 9, 9, 5, 3)
+    control = np.random.default_rng(0).normal(size=(1, 3, 3, 2, 3)) * np.array([2.0, 1.0, 0.5])
+    # control point (a, b, c) sits at voxel (4a, 4b, 4c) of the output
+    np.testing.assert_allclose(ddf[0, ::4, ::4, ::4], control[0], atol=1e-5)
+    np.testing.assert_array_equal(ddf, warp.random_smooth_ddf((9, 9, 5), (3, 3, 2), (2.0, 1.0, 0.5), seed=0))
+    with pytest.raises(ValueError, match="control_shape"):
+        warp.random_smooth_ddf((9, 9, 5), (1, 3, 3), 1.0)
+
+
 def test_compose_matches_sequential_warps(rng):
     vol = ndimage.gaussian_filter(rng.random((1, 12, 12, 12)), (0, 2, 2, 2)).astype(np.float32)
     a = ndimage.gaussian_filter(rng.normal(0, 1.0, (1, 12, 12, 12, 3)), (0, 3, 3, 3, 0)).astype(np.float32)

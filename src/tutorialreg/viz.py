@@ -18,7 +18,8 @@ Kinds of functions
 - Array functions return numpy arrays: :func:`checkerboard`, :func:`label_comparison`, :func:`ddf_slice`.
 - Axes-level functions draw on ``ax`` and return it; with ``ax=None`` they make a new pyplot figure:
   :func:`overlay_label`, :func:`plot_label_comparison`, :func:`difference`, :func:`warped_grid`,
-  :func:`ddf_quiver`, :func:`jacobian_map`, :func:`plot_losses`.
+  :func:`ddf_quiver`, :func:`jacobian_map`, :func:`plot_losses`, :func:`plot_grid_3d` (on a 3-D Axes),
+  :func:`plot_training_schematic`.
 - Figure-level :func:`plot_slices` returns a :class:`matplotlib.figure.Figure` that is closed in pyplot
   (no global state): it shows once when it is the value of a notebook cell (not at all otherwise); in a
   script call ``fig.savefig``.
@@ -47,10 +48,11 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import TwoSlopeNorm, to_rgb, to_rgba
 from matplotlib.figure import Figure
-from matplotlib.patches import Patch
+from matplotlib.patches import FancyBboxPatch, Patch
 
 __all__ = [
     "OKABE_ITO",
+    "GREY",
     "COMPARISON_COLORS",
     "slice_browser",
     "SliceBrowser",
@@ -65,6 +67,9 @@ __all__ = [
     "ddf_quiver",
     "jacobian_map",
     "plot_losses",
+    "plot_grid_3d",
+    "TRAINING_KINDS",
+    "plot_training_schematic",
     "LiveLossPlot",
 ]
 
@@ -79,6 +84,9 @@ COMPARISON_COLORS: dict[str, str] = {
     "false positive": "#E69F00",
     "false negative": "#0072B2",
 }
+
+#: Neutral grey that goes with :data:`OKABE_ITO` (machinery boxes, reference grids).
+GREY = "#999999"
 
 _PANEL_IN = 2.2  # longest side of one panel of a static frame, inches (x 100 dpi = 220 px)
 _FRAME_DPI = 100
@@ -366,12 +374,16 @@ def _background(ax: Axes, image: Any, shape: tuple[int, int]) -> None:
 
 
 def warped_grid(ax: Axes | None, ddf2d: Any, step: int = 4, image: Any = None, color: str = OKABE_ITO[0],
-                linewidth: float = 0.8, title: str = "deformed grid") -> Axes:
+                linewidth: float = 0.8, title: str = "deformed grid", clip: bool = True) -> Axes:
     """Draw every ``step``-th grid line of the slice moved by its in-plane displacement; returns the Axes.
 
     ``ddf2d [H, W, 2]`` (from :func:`ddf_slice`) is on the fixed grid: the point at (row r, column c) is
     drawn at ``(r + ddf2d[r, c, 0], c + ddf2d[r, c, 1])``, i.e. where the fixed grid samples the moving
     image. An optional ``image [H, W]`` is shown underneath.
+
+    ``clip=True`` (default) keeps the view to the slice extent, ``x in [-0.5, W - 0.5]`` and
+    ``y in [-0.5, H - 0.5]`` (the pixels of ``image``), so lines that leave the slice are cut at its edge;
+    ``clip=False`` widens the view to show every line. Rows increase downwards either way.
     """
     u = _as_ddf2d(ddf2d)
     h, w = u.shape[:2]
@@ -384,6 +396,14 @@ def warped_grid(ax: Axes | None, ddf2d: Any, step: int = 4, image: Any = None, c
         ax.plot(x[r, :], y[r, :], color=color, linewidth=linewidth)
     for c in range(0, w, step):
         ax.plot(x[:, c], y[:, c], color=color, linewidth=linewidth)
+    (x0, x1), (y0, y1) = (-0.5, w - 0.5), (-0.5, h - 0.5)  # the slice's pixels
+    if not clip:
+        drawn = np.zeros((h, w), bool)
+        drawn[::step], drawn[:, ::step] = True, True
+        x0, x1 = min(x0, float(x[drawn].min())), max(x1, float(x[drawn].max()))
+        y0, y1 = min(y0, float(y[drawn].min())), max(y1, float(y[drawn].max()))
+    ax.set_xlim(x0, x1)
+    ax.set_ylim(y1, y0)  # rows increase downwards, as imshow shows them
     ax.set_title(title)
     _label_axes(ax)
     return ax
@@ -465,6 +485,131 @@ def plot_losses(history: Mapping[str, Sequence[float]], ax: Axes | None = None, 
         xs = np.arange(len(values)) if steps is None else np.asarray(steps)[: len(values)]
         series[str(name)] = (xs, values)
     return _draw_losses(_new_axes(ax, (5.0, 3.2)), series, log, title)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# diagrams: a 3-D lattice and training schematics
+# ----------------------------------------------------------------------------------------------------------
+def _lattice_lines(points: np.ndarray, step: int) -> list[np.ndarray]:
+    """Polylines ``[n, 3]`` through a lattice of points ``[d1, d2, d3, 3]``: every ``step``-th line along
+    each axis (axes of size 1 give no lines along them)."""
+    lines: list[np.ndarray] = []
+    for axis in range(3):
+        n = points.shape[axis]
+        if n < 2:
+            continue
+        sub = points[tuple(slice(None) if a == axis else slice(None, None, step) for a in range(3))]
+        lines.extend(np.moveaxis(sub, axis, 2).reshape(-1, n, 3))
+    return lines
+
+
+def plot_grid_3d(ddf: Any, ax: Axes | None = None, step: int = 1, color: str = OKABE_ITO[4],
+                 reference_color: str = GREY, linewidth: float = 1.8,
+                 title: str = "voxel grid displaced by a DDF") -> Axes:
+    """Draw the voxel lattice of a small DDF ``[d1, d2, d3, 3]`` in 3-D, before and after displacement.
+
+    Every ``step``-th grid line along each axis is drawn twice: through the voxel indices ``x``
+    (``reference_color``, thin, dashed) and through ``x + ddf(x)`` (``color``, solid), the points of the
+    moving image that the fixed voxels read. ``[1, d1, d2, d3, 3]`` is accepted; coordinates are voxel
+    indices (ij), the box aspect follows the lattice's extent. ``ax`` must be a 3-D Axes
+    (``fig.add_subplot(projection="3d")``); ``None`` makes a new pyplot figure with one. Returns the Axes,
+    which holds two labelled ``Line3DCollection`` (the grid, then the displaced grid) and a legend.
+    """
+    from mpl_toolkits.mplot3d.art3d import Line3DCollection
+
+    u = np.asarray(ddf, dtype=np.float32)
+    if u.ndim == 5 and u.shape[0] == 1:
+        u = u[0]
+    if u.ndim != 4 or u.shape[-1] != 3:
+        raise ValueError(f"plot_grid_3d: ddf must be [d1, d2, d3, 3] (or [1, d1, d2, d3, 3]) displacements "
+                         f"in voxels; got shape {tuple(np.shape(ddf))}")
+    if ax is None:
+        import matplotlib.pyplot as plt
+
+        ax = plt.figure(figsize=(7.0, 6.5)).add_subplot(projection="3d")
+    elif getattr(ax, "name", None) != "3d":
+        raise ValueError(f"plot_grid_3d: ax must be a 3-D Axes (fig.add_subplot(projection='3d')); "
+                         f"got a {getattr(ax, 'name', type(ax).__name__)!r} Axes")
+    step = max(1, int(step))
+    grid = np.moveaxis(np.indices(u.shape[:3], dtype=np.float32), 0, -1)  # voxel indices x, ij
+    for points, colour, style, width, label in ((grid, reference_color, "--", 0.55 * linewidth, "grid x"),
+                                                (grid + u, color, "-", linewidth, "displaced x + u(x)")):
+        ax.add_collection3d(Line3DCollection(_lattice_lines(points, step), colors=colour, linestyles=style,
+                                             linewidths=width, label=label))
+    both = np.concatenate([grid.reshape(-1, 3), (grid + u).reshape(-1, 3)])
+    ax.set_box_aspect(tuple(np.maximum(np.ptp(both, axis=0), 1.0)))
+    ax.set(xlabel="axis 0 (voxels)", ylabel="axis 1 (voxels)", zlabel="axis 2 (voxels)")
+    ax.legend(loc="upper left", fontsize="small", framealpha=0.8)
+    ax.set_title(title)
+    return ax
+
+
+#: The training strategies drawn by :func:`plot_training_schematic`.
+TRAINING_KINDS: tuple[str, ...] = ("unsupervised", "weakly-supervised", "combined")
+
+# box key: (text, centre x, centre y, colour, kinds that use it by first letter: u(nsupervised),
+# w(eakly-supervised), c(ombined))
+_SCHEMATIC_BOXES: dict[str, tuple[str, float, float, str, str]] = {
+    "mov": ("moving image", 0.0, 5.0, OKABE_ITO[1], "uwc"),
+    "fix": ("fixed image", 0.0, 3.5, OKABE_ITO[1], "uwc"),
+    "net": ("network", 2.3, 4.25, GREY, "uwc"),
+    "ddf": ("DDF", 4.5, 4.25, OKABE_ITO[2], "uwc"),
+    "warp_img": ("warping", 6.8, 5.0, GREY, "uwc"),
+    "warped_img": ("warped\nmoving image", 9.0, 5.0, OKABE_ITO[1], "uwc"),
+    "img_loss": ("image loss\n(vs fixed image)", 11.3, 5.0, OKABE_ITO[5], "uc"),
+    "reg": ("regulariser\n(on the DDF)", 11.3, 3.3, OKABE_ITO[6], "uwc"),
+    "lab": ("moving label", 0.0, 1.6, OKABE_ITO[0], "wc"),
+    "warp_lab": ("warping", 6.8, 1.6, GREY, "wc"),
+    "warped_lab": ("warped\nmoving label", 9.0, 1.6, OKABE_ITO[0], "wc"),
+    "lab_loss": ("label loss\n(vs fixed label)", 11.3, 1.6, OKABE_ITO[5], "wc"),
+    "total": ("training loss\n(weighted sum)", 13.6, 3.3, OKABE_ITO[3], "uwc"),
+}
+_SCHEMATIC_ARROWS: tuple[tuple[str, str], ...] = (
+    ("mov", "net"), ("fix", "net"), ("net", "ddf"), ("mov", "warp_img"), ("ddf", "warp_img"),
+    ("warp_img", "warped_img"), ("warped_img", "img_loss"), ("ddf", "reg"), ("lab", "warp_lab"),
+    ("ddf", "warp_lab"), ("warp_lab", "warped_lab"), ("warped_lab", "lab_loss"),
+    ("img_loss", "total"), ("reg", "total"), ("lab_loss", "total"),
+)
+_BOX_HALF = (0.85, 0.42)  # half width, half height of a box (diagram units)
+
+
+def plot_training_schematic(kind: str, ax: Axes | None = None, title: str | None = None,
+                            faded_alpha: float = 0.12) -> Axes:
+    """Boxes and arrows of a registration network trained the ``kind`` way; returns the Axes.
+
+    ``kind`` is one of :data:`TRAINING_KINDS`: ``"unsupervised"`` (image loss + regulariser),
+    ``"weakly-supervised"`` (label loss + regulariser; labels are needed for training only) or
+    ``"combined"`` (both losses). All kinds share one layout of 13 boxes (``ax.patches``, text in
+    ``ax.texts``) and 15 arrows; what ``kind`` does not use is faded to opacity ``faded_alpha``. Default
+    title: ``"<kind> training of a registration network"``.
+    """
+    if kind not in TRAINING_KINDS:
+        raise ValueError(f"plot_training_schematic: kind must be one of "
+                         f"{', '.join(repr(k) for k in TRAINING_KINDS)}; got {kind!r}")
+    key = kind[0]
+    ax = _new_axes(ax, (12.0, 4.0))
+    half_w, half_h = _BOX_HALF
+    for text, x, y, colour, used in _SCHEMATIC_BOXES.values():
+        alpha = 1.0 if key in used else faded_alpha
+        ax.add_patch(FancyBboxPatch((x - half_w, y - half_h), 2 * half_w, 2 * half_h,
+                                    boxstyle="round,pad=0.05", linewidth=1.5,
+                                    facecolor=to_rgba(colour, 0.35 * alpha),
+                                    edgecolor=to_rgba(colour, alpha)))
+        ax.text(x, y, text, ha="center", va="center", fontsize=8.5, alpha=alpha)
+    for start, end in _SCHEMATIC_ARROWS:
+        (_, x0, y0, _, used0), (_, x1, y1, _, used1) = _SCHEMATIC_BOXES[start], _SCHEMATIC_BOXES[end]
+        p0, p1 = np.array([x0, y0]), np.array([x1, y1])
+        dx, dy = np.maximum(np.abs(p1 - p0), 1e-9)
+        edge = (p1 - p0) * min((half_w + 0.1) / dx, (half_h + 0.1) / dy)  # from box edge to box edge
+        alpha = 1.0 if key in used0 and key in used1 else faded_alpha
+        ax.annotate("", xy=tuple(p1 - edge), xytext=tuple(p0 + edge),
+                    arrowprops=dict(arrowstyle="-|>", color="black", lw=1.0, alpha=alpha,
+                                    shrinkA=0, shrinkB=0))
+    ax.set(xlim=(-1.0, 14.6), ylim=(0.9, 5.7), aspect="equal")
+    ax.axis("off")
+    default = f"{kind.replace('-', ' ')} training of a registration network"
+    ax.set_title(default if title is None else title)
+    return ax
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ __all__ = [
     "matrix_to_theta",
     "random_affine",
     "random_affine_ddf",
+    "random_smooth_ddf",
     "reference_grid",
     "resample",
     "theta_to_matrix",
@@ -274,6 +275,30 @@ def random_affine_ddf(
     shape = _shape3(shape)
     center = [(d - 1) / 2.0 for d in shape]
     return ddf_from_theta(random_affine(batch_size, scale, seed, center=center), shape)
+
+
+def random_smooth_ddf(
+    shape: Sequence[int],
+    control_shape: Sequence[int],
+    amplitude: float | Sequence[float],
+    seed: int | None = None,
+    batch_size: int = 1,
+) -> tf.Tensor:
+    """Smooth random field: normal control points on a coarse grid, trilinearly interpolated.
+
+    :param shape: ``(d1, d2, d3)`` of the output.
+    :param control_shape: coarse grid ``(c1, c2, c3)``, each >= 2; fewer points give smoother fields.
+    :param amplitude: standard deviation of the control displacements, in voxels (one or per axis).
+    :param seed: seed of a local numpy generator.
+    :return: float32 ``[batch_size, d1, d2, d3, 3]`` in voxels.
+    """
+    shape, control_shape = _shape3(shape), _shape3(control_shape)
+    if min(control_shape) < 2:
+        raise ValueError(f"control_shape needs >= 2 points per axis, got {control_shape}")
+    rng = np.random.default_rng(seed)
+    control = rng.normal(size=(batch_size, *control_shape, 3)) * np.asarray(amplitude, dtype=np.float64)
+    to_coarse = np.array([(c - 1) / max(d - 1, 1) for c, d in zip(control_shape, shape)], np.float32)
+    return resample(control.astype(np.float32), reference_grid(shape)[None] * to_coarse)
 
 
 class Warping(keras.layers.Layer):
