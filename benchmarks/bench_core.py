@@ -19,6 +19,7 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from scipy import ndimage  # noqa: E402
@@ -122,7 +123,7 @@ def affine_step_ms(repeats: int) -> float:
     grid = warp.reference_grid(shape)
     moving = warp.resample(fixed, warp.affine_grid(grid, warp.random_affine(1, 0.2, seed=1)))
     theta = tf.Variable(warp.IDENTITY_THETA[None])
-    opt = tf.keras.optimizers.Adam(0.01)
+    opt = keras.optimizers.Adam(0.01)
 
     @tf.function(jit_compile=True)
     def step():
@@ -140,7 +141,7 @@ def nonrigid_step_ms(repeats: int) -> float:
     fixed = tf.constant(ndimage.gaussian_filter(rng.random(shape), 2).astype(np.float32)[None])
     moving = tf.constant(np.roll(fixed.numpy(), 3, axis=2))
     ddf = tf.Variable(np.zeros((1, *shape, 3), np.float32))
-    opt = tf.keras.optimizers.Adam(0.1)
+    opt = keras.optimizers.Adam(0.1)
 
     @tf.function(jit_compile=True)
     def step():

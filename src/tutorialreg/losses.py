@@ -1,0 +1,636 @@
+"""Image, label and deformation losses for registration (TensorFlow).
+
+Every loss returns a value to MINIMISE with shape ``[batch]``; identical inputs (or a zero/affine
+displacement for the deformation losses) give the minimum.
+
+Inputs
+    Images and labels are ``[batch, d1, d2, d3]`` or ``[batch, d1, d2, d3, channels]``; ``y_true`` and
+    ``y_pred`` must have the same shape. Multi-channel inputs are scored per channel and the channel
+    scores averaged. DDFs are ``[batch, d1, d2, d3, 3]`` in voxel units (ij order, see
+    :mod:`tutorialreg.warp`). Numpy arrays and tensors are both accepted. Floating-point inputs keep
+    their dtype (float16/32/64, so gradients can be checked in float64); integer or boolean inputs (e.g.
+    ``uint8`` masks) are cast to float32; if ``y_true`` and ``y_pred`` differ in dtype, ``y_true`` is cast
+    to the dtype of ``y_pred``. Anything else raises :class:`ValueError` naming the expected shape.
+
+Conventions chosen
+    - :func:`ssd`: mean over voxels of ``(y_true - y_pred) ** 2``.
+    - :func:`ncc`: ``1 - NCC`` (global Pearson correlation), in ``[0, 2]``; 0 for identical images.
+    - :func:`lncc`: ``1 - mean(cc)`` with the local squared correlation
+      ``cc = (cov**2 + eps) / (var_t * var_p + eps)`` over a window, in ``[0, 1]``; 0 for identical images.
+    - :func:`gmi`: ``-MI`` (nats) from a Gaussian Parzen-window joint histogram of intensities in [0, 1].
+    - :func:`dice_loss`, :func:`jaccard_loss`: ``1 - soft overlap`` (squared-norm denominators, equal to the
+      set formulas on binary labels); :func:`cross_entropy`: mean binary cross-entropy per voxel. All three
+      take ``scales`` (Gaussian smoothing sigmas in voxels, losses averaged over scales).
+    - :func:`bending_energy`, :func:`gradient_norm`: finite differences on interior voxels, voxel units.
+
+Everything is ``tf.function(jit_compile=True)`` friendly: only static shapes are inspected in Python,
+spatial sizes must be known when the function is traced.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+__all__ = [
+    "bending_energy",
+    "cross_entropy",
+    "dice_loss",
+    "gaussian_kernel1d",
+    "get",
+    "gmi",
+    "gradient_norm",
+    "jaccard_loss",
+    "lncc",
+    "ncc",
+    "separable_filter",
+    "ssd",
+]
+
+_VOLUME_SHAPE = "[batch, d1, d2, d3] or [batch, d1, d2, d3, channels]"
+_DDF_SHAPE = "[batch, d1, d2, d3, 3] (each d >= 3)"
+_LNCC_KERNELS = ("rectangular", "triangular", "gaussian")
+
+
+# ----------------------------------------------------------------------------------------------------
+# input checking
+# ----------------------------------------------------------------------------------------------------
+
+
+def _to_tensor(x, what: str, expected: str, dtype: tf.DType | None = None) -> tf.Tensor:
+    """Convert ``x`` to a real floating tensor (ints/bools -> float32, or ``dtype`` when given)."""
+    try:
+        t = tf.convert_to_tensor(x)
+    except (TypeError, ValueError) as err:
+        raise ValueError(
+            f"{what}: expected a real-valued array of shape {expected}, got {type(x)!r}"
+        ) from err
+    if t.dtype.is_floating:
+        pass
+    elif t.dtype.is_integer or t.dtype == tf.bool:
+        t = tf.cast(t, tf.float32)
+    else:
+        raise ValueError(
+            f"{what}: expected a real-valued (float32) array of shape {expected}, got dtype {t.dtype.name}"
+        )
+    if dtype is not None and t.dtype != dtype:
+        t = tf.cast(t, dtype)
+    return t
+
+
+def _volume(x, what: str) -> tf.Tensor:
+    """Return ``x`` as a rank-5 ``[batch, d1, d2, d3, c]`` tensor; rank 4 gets a channel axis."""
+    t = _to_tensor(x, what, _VOLUME_SHAPE)
+    rank = t.shape.rank
+    if rank == 4:
+        t = t[..., None]
+    elif rank != 5:
+        raise ValueError(f"{what}: expected shape {_VOLUME_SHAPE}, got shape {t.shape}")
+    return t
+
+
+def _pair(y_true, y_pred, fn: str) -> tuple[tf.Tensor, tf.Tensor]:
+    """Check and convert a ``(y_true, y_pred)`` pair to rank-5 tensors of one dtype and shape."""
+    p = _to_tensor(y_pred, f"{fn}: y_pred", _VOLUME_SHAPE)
+    t = _to_tensor(y_true, f"{fn}: y_true", _VOLUME_SHAPE, dtype=p.dtype)
+    if t.shape.rank != p.shape.rank or not t.shape.is_compatible_with(p.shape):
+        raise ValueError(
+            f"{fn}: expected y_true and y_pred of the same shape {_VOLUME_SHAPE}, "
+            f"got {_shape_str(y_true)} and {_shape_str(y_pred)}"
+        )
+    return _volume(t, f"{fn}: y_true"), _volume(p, f"{fn}: y_pred")
+
+
+def _shape_str(x) -> str:
+    return str(tuple(x.shape)) if hasattr(x, "shape") else str(np.shape(x))
+
+
+def _static_spatial(x: tf.Tensor, what: str) -> tuple[int, int, int]:
+    dims = tuple(x.shape[1:4])
+    if any(d is None for d in dims):
+        raise ValueError(
+            f"{what}: the spatial sizes d1, d2, d3 must be known when traced, got shape {x.shape}"
+        )
+    return dims  # type: ignore[return-value]
+
+
+def _ddf(ddf, fn: str) -> tf.Tensor:
+    t = _to_tensor(ddf, f"{fn}: ddf", _DDF_SHAPE)
+    shape = t.shape
+    if shape.rank != 5 or shape[-1] != 3 or any(d is not None and d < 3 for d in shape[1:4]):
+        raise ValueError(f"{fn}: expected ddf of shape {_DDF_SHAPE}, got shape {shape}")
+    return t
+
+
+# ----------------------------------------------------------------------------------------------------
+# filtering helpers
+# ----------------------------------------------------------------------------------------------------
+
+
+def gaussian_kernel1d(sigma: float, radius: int | None = None) -> np.ndarray:
+    """Sampled 1-D Gaussian, normalised to sum 1.
+
+    Args:
+        sigma: standard deviation in voxels (>= 0); ``sigma == 0`` gives ``[1.0]`` (no smoothing).
+        radius: half-width in voxels; default ``ceil(3 * sigma)``.
+
+    Returns:
+        numpy float64 array of shape ``[2 * radius + 1]``, centred on index ``radius``.
+    """
+    sigma = float(sigma)
+    if not math.isfinite(sigma) or sigma < 0:
+        raise ValueError(f"gaussian_kernel1d: sigma must be a finite number >= 0, got {sigma}")
+    if radius is None:
+        radius = int(math.ceil(3.0 * sigma))
+    radius = int(radius)
+    if radius < 0:
+        raise ValueError(f"gaussian_kernel1d: radius must be >= 0, got {radius}")
+    if sigma == 0.0:
+        kernel = np.zeros(2 * radius + 1)
+        kernel[radius] = 1.0
+        return kernel
+    offsets = np.arange(-radius, radius + 1, dtype=np.float64)
+    kernel = np.exp(-0.5 * (offsets / sigma) ** 2)
+    return kernel / kernel.sum()
+
+
+def _kernel_list(kernels) -> list[np.ndarray]:
+    """One 1-D kernel (used on all three axes) or three of them -> list of three float64 arrays."""
+    if isinstance(kernels, (tf.Tensor, tf.Variable)):
+        kernels = kernels.numpy() if tf.executing_eagerly() else tf.get_static_value(kernels)
+        if kernels is None:
+            raise ValueError("separable_filter: kernels must be constant (numpy arrays or lists of numbers)")
+    if isinstance(kernels, np.ndarray) and kernels.ndim == 1:
+        kernels = [kernels] * 3
+    elif isinstance(kernels, Sequence) and len(kernels) > 0 and np.ndim(kernels[0]) == 0:
+        kernels = [np.asarray(kernels)] * 3
+    if not isinstance(kernels, (Sequence, np.ndarray)) or len(kernels) != 3:
+        raise ValueError(
+            "separable_filter: kernels must be one 1-D kernel or a sequence of three 1-D kernels"
+        )
+    out = []
+    for k in kernels:
+        k = np.asarray(k, dtype=np.float64)
+        if k.ndim != 1 or k.size % 2 != 1 or not np.all(np.isfinite(k)):
+            raise ValueError(
+                f"separable_filter: each kernel must be 1-D, finite, of odd length; got shape {k.shape}"
+            )
+        out.append(k)
+    return out
+
+
+def _window_sum(x: tf.Tensor, axis: int, size: int, pad: int) -> tf.Tensor:
+    """Zero-pad ``x`` by ``pad`` on both sides of ``axis`` (1, 2 or 3), then sum windows of ``size`` (VALID).
+
+    Implemented with ``avg_pool2d`` on a free reshape (reduce-window under XLA; all float dtypes on CPU).
+    """
+    d1, d2, d3, c = x.shape[1:]
+    if c is None:
+        c = tf.shape(x)[4]
+    paddings = [[0, 0]] * 5
+    paddings[axis] = [pad, pad]
+    xp = tf.pad(x, paddings)
+    n = (d1, d2, d3)[axis - 1] + 2 * pad
+    if axis == 1:  # [b, n, d2*d3, c], window along rows
+        y = tf.reshape(xp, [-1, n, d2 * d3, c])
+        y = tf.nn.avg_pool2d(y, [1, size, 1, 1], [1, 1, 1, 1], "VALID")
+        y = tf.reshape(y, [-1, n - size + 1, d2, d3, c])
+    elif axis == 2:  # [b*d1, n, d3, c]
+        y = tf.reshape(xp, [-1, n, d3, c])
+        y = tf.nn.avg_pool2d(y, [1, size, 1, 1], [1, 1, 1, 1], "VALID")
+        y = tf.reshape(y, [-1, d1, n - size + 1, d3, c])
+    else:  # [b*d1, d2, n, c]
+        y = tf.reshape(xp, [-1, d2, n, c])
+        y = tf.nn.avg_pool2d(y, [1, 1, size, 1], [1, 1, 1, 1], "VALID")
+        y = tf.reshape(y, [-1, d1, d2, n - size + 1, c])
+    return y * tf.cast(size, y.dtype)
+
+
+def _box_sum(x: tf.Tensor, axis: int, size: int, pad: int) -> tf.Tensor:
+    """:func:`_window_sum` whose gradient is again a window sum (TF's AvgPoolGrad is slow on CPU)."""
+
+    @tf.custom_gradient
+    def box(v: tf.Tensor):
+        def grad(dy: tf.Tensor) -> tf.Tensor:
+            # adjoint: zero-pad dy by size - 1, window-sum, crop the pad added in the forward pass
+            full = _window_sum(dy, axis, size, size - 1)
+            index = [slice(None)] * 5
+            index[axis] = slice(pad, full.shape[axis] - pad)
+            return full[tuple(index)]
+
+        return _window_sum(v, axis, size, pad), grad
+
+    return box(x)
+
+
+def _triangle_size(kernel: np.ndarray) -> int | None:
+    """``m`` if ``kernel`` is proportional to ones(m) convolved with ones(m) (length 2m-1), else None."""
+    m = (kernel.size + 1) // 2
+    shape = np.convolve(np.ones(m), np.ones(m))
+    return m if m > 1 and np.allclose(kernel, kernel[0] * shape, rtol=1e-12, atol=0.0) else None
+
+
+def _filter_axis(x: tf.Tensor, kernel: np.ndarray, axis: int) -> tf.Tensor:
+    """Zero-padded 'SAME' correlation of rank-5 ``x`` with an odd 1-D ``kernel`` along ``axis``."""
+    size = kernel.size
+    radius = size // 2
+    if size == 1:
+        return x * tf.cast(kernel[0], x.dtype)
+    if np.all(kernel == kernel[0]):  # box: one reduce-window
+        return _box_sum(x, axis, size, radius) * tf.cast(kernel[0], x.dtype)
+    m = _triangle_size(kernel)
+    if m is not None:  # triangle = box(m) * box(m): pad fully once, two reduce-windows
+        y = _box_sum(x, axis, m, radius)
+        return _box_sum(y, axis, m, 0) * tf.cast(kernel[0], x.dtype)
+    # general kernel: multiply by the banded (Toeplitz) matrix, zero padding = truncated band
+    n = x.shape[axis]
+    offsets = np.arange(n)[None, :] - np.arange(n)[:, None] + radius  # [out i, in j] -> tap j - i + r
+    inside = (offsets >= 0) & (offsets < size)
+    band = tf.constant(np.where(inside, kernel[np.clip(offsets, 0, size - 1)], 0.0), dtype=x.dtype)
+    equation = {1: "bijkc,li->bljkc", 2: "bijkc,lj->bilkc", 3: "bijkc,lk->bijlc"}[axis]
+    return tf.einsum(equation, x, band)
+
+
+def _window_weights(kernels: list[np.ndarray], dims: Sequence[int], dtype: tf.DType) -> tf.Tensor:
+    """Sum of the in-volume kernel weights at every voxel, shape ``[1, d1, d2, d3, 1]``.
+
+    Separable, so it is the outer product of three 1-D sums (kept as 1-D constants, broadcast).
+    """
+    sums = []
+    for kernel, n in zip(kernels, dims, strict=True):
+        r, size = kernel.size // 2, kernel.size
+        sums.append(
+            tf.constant([kernel[max(0, r - i) : min(size, r + n - i)].sum() for i in range(n)], dtype)
+        )
+    return (
+        sums[0][None, :, None, None, None]
+        * sums[1][None, None, :, None, None]
+        * sums[2][None, None, None, :, None]
+    )
+
+
+def separable_filter(x, kernels, normalise: bool = False) -> tf.Tensor:
+    """Filter a volume with a separable kernel (zero padding, output the same size: 'SAME').
+
+    ``y[i] = sum_j k1[a] k2[b] k3[c] x[i + (a, b, c) - r]`` (correlation; kernels are centred, odd length),
+    voxels outside the volume count as 0. Channels are filtered independently.
+
+    Args:
+        x: ``[batch, d1, d2, d3, channels]`` (or ``[batch, d1, d2, d3]``), float; spatial sizes static.
+        kernels: one 1-D kernel (numpy/list, odd length) used on all three axes, or a sequence of three
+            (axis 0, 1, 2). Box and triangular kernels use reduce-window sums, others a banded matmul.
+        normalise: divide by the sum of the kernel weights that fall inside the volume at each voxel, so
+            the output is a local weighted mean that stays unbiased at the borders (kernels must then be
+            non-negative with a positive centre).
+
+    Returns:
+        tensor of the same shape and dtype as ``x``.
+    """
+    t = _to_tensor(x, "separable_filter: x", _VOLUME_SHAPE)
+    squeeze = t.shape.rank == 4
+    t = _volume(t, "separable_filter: x")
+    dims = _static_spatial(t, "separable_filter: x")
+    ks = _kernel_list(kernels)
+    y = t
+    for axis, kernel in enumerate(ks, start=1):
+        y = _filter_axis(y, kernel, axis)
+    if normalise:
+        y = y / _window_weights(ks, dims, y.dtype)
+    return y[..., 0] if squeeze else y
+
+
+def _lncc_kernel(kernel_size: int, kernel: str) -> np.ndarray:
+    if not isinstance(kernel_size, (int, np.integer)) or kernel_size < 1 or kernel_size % 2 != 1:
+        raise ValueError(f"lncc: kernel_size must be an odd integer >= 1, got {kernel_size!r}")
+    k = int(kernel_size)
+    if kernel == "rectangular":
+        return np.ones(k)
+    if kernel == "triangular":
+        m = (k + 1) // 2
+        return np.convolve(np.ones(m), np.ones(m))
+    if kernel == "gaussian":
+        return gaussian_kernel1d(k / 3.0, radius=k // 2)
+    raise ValueError(f"lncc: kernel must be one of {_LNCC_KERNELS}, got {kernel!r}")
+
+
+# ----------------------------------------------------------------------------------------------------
+# image losses
+# ----------------------------------------------------------------------------------------------------
+
+
+def ssd(y_true, y_pred) -> tf.Tensor:
+    """Mean squared difference over voxels (and channels). Inputs ``[b,d1,d2,d3(,c)]``; returns ``[b]``."""
+    t, p = _pair(y_true, y_pred, "ssd")
+    return tf.reduce_mean(tf.square(t - p), axis=[1, 2, 3, 4])
+
+
+def ncc(y_true, y_pred, eps: float = 1e-10) -> tf.Tensor:
+    """Global normalised cross-correlation loss ``1 - NCC`` per channel, averaged over channels.
+
+    ``NCC = cov(t, p) / sqrt(max(var(t) var(p), eps))`` over all voxels of an image (population moments),
+    so the loss lies in ``[0, 2]``: 0 for identical (or positively linearly related) images, 2 for
+    inverted ones.
+
+    Args:
+        y_true, y_pred: ``[b, d1, d2, d3]`` or ``[b, d1, d2, d3, c]``.
+        eps: floor on ``var(t) var(p)``; a constant image gets NCC 0 (and a finite gradient).
+
+    Returns:
+        ``[b]``.
+    """
+    t, p = _pair(y_true, y_pred, "ncc")
+    axes = [1, 2, 3]
+    t = t - tf.reduce_mean(t, axis=axes, keepdims=True)
+    p = p - tf.reduce_mean(p, axis=axes, keepdims=True)
+    cov = tf.reduce_mean(t * p, axis=axes)
+    var_t = tf.reduce_mean(tf.square(t), axis=axes)
+    var_p = tf.reduce_mean(tf.square(p), axis=axes)
+    corr = cov / tf.sqrt(tf.maximum(var_t * var_p, tf.cast(eps, t.dtype)))
+    return 1.0 - tf.reduce_mean(corr, axis=-1)
+
+
+def lncc(y_true, y_pred, kernel_size: int = 9, kernel: str = "rectangular", eps: float = 1e-5) -> tf.Tensor:
+    """Local normalised cross-correlation loss ``1 - mean(cc)``.
+
+    At every voxel the windowed (weighted) means ``E[.]`` give ``cov = E[tp] - E[t]E[p]``,
+    ``var_t = E[t^2] - E[t]^2`` (same for p) and the local squared correlation
+    ``cc = (cov^2 + eps) / (var_t * var_p + eps)``, which lies in ``[0, 1]`` (Cauchy-Schwarz) and is 1
+    where the images are locally linearly related or flat. The loss is ``1 - cc`` averaged over voxels
+    and channels, in ``[0, 1]``, 0 for identical images. ``eps`` is absolute, so intensities are best
+    scaled to about [0, 1].
+
+    Windows: ``kernel`` of ``kernel_size`` taps per axis (odd), separable:
+    ``"rectangular"`` (box), ``"triangular"`` (box of ``(k+1)/2`` convolved with itself: weights
+    1, 2, ..., (k+1)/2, ..., 2, 1) or ``"gaussian"`` (sigma ``k/3`` voxels, truncated to ``k`` taps).
+    Borders: zero padding, and each mean is divided by the sum of the weights inside the volume, so a
+    window that sticks out of the volume averages only the voxels inside.
+
+    Args:
+        y_true, y_pred: ``[b, d1, d2, d3]`` or ``[b, d1, d2, d3, c]``, static spatial sizes.
+
+    Returns:
+        ``[b]``.
+    """
+    t, p = _pair(y_true, y_pred, "lncc")
+    dims = _static_spatial(t, "lncc: y_true")
+    ks = [_lncc_kernel(kernel_size, kernel)] * 3
+    weights = _window_weights(ks, dims, t.dtype)
+
+    def local_mean(v: tf.Tensor) -> tf.Tensor:
+        for axis, k in enumerate(ks, start=1):
+            v = _filter_axis(v, k, axis)
+        return v / weights
+
+    mean_t, mean_p = local_mean(t), local_mean(p)
+    cov = local_mean(t * p) - mean_t * mean_p
+    var_t = local_mean(t * t) - mean_t * mean_t
+    var_p = local_mean(p * p) - mean_p * mean_p
+    eps_t = tf.cast(eps, t.dtype)
+    cc = (cov * cov + eps_t) / (var_t * var_p + eps_t)
+    return 1.0 - tf.reduce_mean(cc, axis=[1, 2, 3, 4])
+
+
+def gmi(y_true, y_pred, num_bins: int = 23, sigma_ratio: float = 0.5, eps: float = 1e-7) -> tf.Tensor:
+    """Global mutual information loss ``-MI`` (nats), differentiable via Gaussian Parzen windows.
+
+    Intensities are clipped to [0, 1] (scale images first). ``num_bins`` bin centres are spread evenly
+    over [0, 1]; each voxel value ``v`` contributes weights ``exp(-(v - c_i)^2 / (2 s^2))`` normalised over
+    the bins, with ``s = sigma_ratio * bin spacing``. The joint distribution ``P_ab`` is the mean over
+    voxels of the outer product of the two weight vectors, and
+    ``MI = sum_ab P_ab log((P_ab + eps) / (P_a P_b + eps))``. Computed per channel, averaged over channels.
+
+    Args:
+        y_true, y_pred: ``[b, d1, d2, d3]`` or ``[b, d1, d2, d3, c]``.
+
+    Returns:
+        ``[b]``: ``-MI`` in nats. The Parzen blur keeps MI below the hard-histogram value: identical
+        uniformly spread images give about -2.07 with the defaults (a 23-bin histogram: log 23 = 3.14).
+    """
+    if int(num_bins) < 2:
+        raise ValueError(f"gmi: num_bins must be >= 2, got {num_bins}")
+    t, p = _pair(y_true, y_pred, "gmi")
+    dtype = t.dtype
+    centres = tf.constant(np.linspace(0.0, 1.0, int(num_bins)), dtype=dtype)
+    inv_two_var = 1.0 / (2.0 * (float(sigma_ratio) / (int(num_bins) - 1)) ** 2)
+
+    def parzen(v: tf.Tensor) -> tf.Tensor:  # [b, d1, d2, d3, c] -> [b, c, n, bins]
+        shape = tf.shape(v)
+        v = tf.reshape(tf.transpose(v, [0, 4, 1, 2, 3]), [shape[0], shape[4], -1, 1])
+        w = tf.exp(-tf.cast(inv_two_var, dtype) * tf.square(tf.clip_by_value(v, 0.0, 1.0) - centres))
+        return w / tf.reduce_sum(w, axis=-1, keepdims=True)
+
+    w_t, w_p = parzen(t), parzen(p)
+    n = tf.cast(tf.shape(w_t)[2], dtype)
+    p_ab = tf.matmul(w_t, w_p, transpose_a=True) / n  # [b, c, bins, bins]
+    p_a = tf.reduce_mean(w_t, axis=2)  # [b, c, bins]
+    p_b = tf.reduce_mean(w_p, axis=2)
+    eps_t = tf.cast(eps, dtype)
+    ratio = (p_ab + eps_t) / (p_a[..., :, None] * p_b[..., None, :] + eps_t)
+    mi = tf.reduce_sum(p_ab * tf.math.log(ratio), axis=[2, 3])  # [b, c]
+    return -tf.reduce_mean(mi, axis=-1)
+
+
+# ----------------------------------------------------------------------------------------------------
+# label losses
+# ----------------------------------------------------------------------------------------------------
+
+
+def _scales(scales, fn: str) -> list[float]:
+    if scales is None:
+        return [0.0]
+    values = [float(s) for s in np.atleast_1d(np.asarray(scales, dtype=np.float64))]
+    if not values or any(not math.isfinite(s) or s < 0 for s in values):
+        raise ValueError(
+            f"{fn}: scales must be a non-empty list of Gaussian sigmas >= 0 (voxels), got {scales!r}"
+        )
+    return values
+
+
+def _multiscale(
+    y_true, y_pred, scales, fn: str, per_scale: Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
+) -> tf.Tensor:
+    """Average ``per_scale(t_s, p_s)`` over scales (``t_s``, ``p_s``: labels smoothed by sigma ``s``)."""
+    t, p = _pair(y_true, y_pred, fn)
+    sigmas = _scales(scales, fn)
+    if any(s > 0 for s in sigmas):
+        _static_spatial(t, f"{fn}: y_true")
+    losses = []
+    for sigma in sigmas:
+        if sigma == 0:
+            losses.append(per_scale(t, p))
+        else:
+            kernel = gaussian_kernel1d(sigma)
+            losses.append(per_scale(separable_filter(t, kernel, True), separable_filter(p, kernel, True)))
+    return tf.add_n(losses) / float(len(losses))
+
+
+def dice_loss(y_true, y_pred, scales: Sequence[float] | None = None, eps: float = 1e-5) -> tf.Tensor:
+    """Soft Dice loss ``1 - (2 sum(t p) + eps) / (sum t^2 + sum p^2 + eps)`` per channel, channel-averaged.
+
+    For binary labels ``t^2 = t`` and this is the usual ``2 |T n P| / (|T| + |P|)``. The squares in the
+    denominator keep identical soft labels (e.g. after smoothing) at loss 0 and make ``y_pred = y_true``
+    the unique minimum (``2 t.p <= |t|^2 + |p|^2``), at every scale.
+
+    Args:
+        y_true, y_pred: labels/probabilities in [0, 1], ``[b, d1, d2, d3]`` or ``[b, d1, d2, d3, c]``.
+        scales: Gaussian sigmas in voxels; both labels are smoothed at each scale (0 = as given) and the
+            losses averaged over scales. ``None`` = ``[0]``. Smoothing is a normalised local mean (zero
+            padding, divided by the in-volume weight, see :func:`separable_filter`), radius ``ceil(3 sigma)``.
+        eps: keeps two empty labels at loss 0.
+
+    Returns:
+        ``[b]`` in [0, 1].
+    """
+
+    def one_scale(t: tf.Tensor, p: tf.Tensor) -> tf.Tensor:
+        axes = [1, 2, 3]
+        inter = tf.reduce_sum(t * p, axis=axes)
+        total = tf.reduce_sum(t * t, axis=axes) + tf.reduce_sum(p * p, axis=axes)
+        e = tf.cast(eps, t.dtype)
+        return 1.0 - tf.reduce_mean((2.0 * inter + e) / (total + e), axis=-1)
+
+    return _multiscale(y_true, y_pred, scales, "dice_loss", one_scale)
+
+
+def jaccard_loss(y_true, y_pred, scales: Sequence[float] | None = None, eps: float = 1e-5) -> tf.Tensor:
+    """Soft Jaccard loss ``1 - (sum(t p) + eps) / (sum t^2 + sum p^2 - sum(t p) + eps)``.
+
+    Binary labels: ``1 - |T n P| / |T u P|``. Channels, ``scales`` and ``eps`` as in :func:`dice_loss`.
+
+    Returns:
+        ``[b]`` in [0, 1].
+    """
+
+    def one_scale(t: tf.Tensor, p: tf.Tensor) -> tf.Tensor:
+        axes = [1, 2, 3]
+        inter = tf.reduce_sum(t * p, axis=axes)
+        union = tf.reduce_sum(t * t, axis=axes) + tf.reduce_sum(p * p, axis=axes) - inter
+        e = tf.cast(eps, t.dtype)
+        return 1.0 - tf.reduce_mean((inter + e) / (union + e), axis=-1)
+
+    return _multiscale(y_true, y_pred, scales, "jaccard_loss", one_scale)
+
+
+def cross_entropy(y_true, y_pred, scales: Sequence[float] | None = None, eps: float = 1e-6) -> tf.Tensor:
+    """Binary cross-entropy ``-(t log p + (1 - t) log(1 - p))`` averaged over voxels and channels.
+
+    ``y_pred`` is clipped to ``[eps, 1 - eps]``; each channel is an independent binary label. ``scales`` as in
+    :func:`dice_loss`. Identical hard labels give about ``eps`` (the minimum over ``y_pred``).
+
+    Returns:
+        ``[b]``.
+    """
+
+    def one_scale(t: tf.Tensor, p: tf.Tensor) -> tf.Tensor:
+        p = tf.clip_by_value(p, eps, 1.0 - eps)
+        ce = -(t * tf.math.log(p) + (1.0 - t) * tf.math.log(1.0 - p))
+        return tf.reduce_mean(ce, axis=[1, 2, 3, 4])
+
+    return _multiscale(y_true, y_pred, scales, "cross_entropy", one_scale)
+
+
+# ----------------------------------------------------------------------------------------------------
+# deformation losses
+# ----------------------------------------------------------------------------------------------------
+
+
+def _interior_shift(u: tf.Tensor, s1: int, s2: int, s3: int) -> tf.Tensor:
+    """``u[:, 1+s1 : d1-1+s1, 1+s2 : ..., 1+s3 : ..., :]`` for shifts in {-1, 0, 1} (interior-sized)."""
+    d1, d2, d3 = (tf.shape(u)[i] for i in (1, 2, 3))
+    return u[:, 1 + s1 : d1 - 1 + s1, 1 + s2 : d2 - 1 + s2, 1 + s3 : d3 - 1 + s3, :]
+
+
+def bending_energy(ddf) -> tf.Tensor:
+    """Bending energy of a DDF, averaged over interior voxels (voxel units).
+
+    At each interior voxel (one voxel in from every face):
+    ``sum_k [ u_k,11^2 + u_k,22^2 + u_k,33^2 + 2 (u_k,12^2 + u_k,13^2 + u_k,23^2) ]`` with pure second
+    derivatives ``u(x+1) - 2u(x) + u(x-1)`` and mixed ones from central differences
+    ``(u(+,+) - u(+,-) - u(-,+) + u(-,-)) / 4``. Both are exact for quadratic fields; an affine DDF gives 0.
+
+    Args:
+        ddf: ``[b, d1, d2, d3, 3]``, each spatial size >= 3.
+
+    Returns:
+        ``[b]``.
+    """
+    u = _ddf(ddf, "bending_energy")
+    centre = _interior_shift(u, 0, 0, 0)
+    energy = 0.0
+    for axis in range(3):
+        plus = [0, 0, 0]
+        plus[axis] = 1
+        minus = [-s for s in plus]
+        second = _interior_shift(u, *plus) - 2.0 * centre + _interior_shift(u, *minus)
+        energy = energy + tf.square(second)
+    for a, b in ((0, 1), (0, 2), (1, 2)):
+
+        def at(sa: int, sb: int, a: int = a, b: int = b) -> tf.Tensor:
+            s = [0, 0, 0]
+            s[a], s[b] = sa, sb
+            return _interior_shift(u, *s)
+
+        mixed = (at(1, 1) - at(1, -1) - at(-1, 1) + at(-1, -1)) / 4.0
+        energy = energy + 2.0 * tf.square(mixed)
+    return tf.reduce_mean(tf.reduce_sum(energy, axis=-1), axis=[1, 2, 3])
+
+
+def gradient_norm(ddf, l1: bool = False) -> tf.Tensor:
+    """Mean norm of the DDF's spatial gradient over interior voxels (voxel units).
+
+    The 3x3 Jacobian of the displacement ``du_k / dx_a`` uses central differences
+    ``(u(x+1) - u(x-1)) / 2``; per interior voxel the loss takes ``sum |du_k/dx_a|`` (``l1=True``) or
+    ``sum (du_k/dx_a)^2`` (squared Frobenius norm, ``l1=False``), then averages over voxels.
+    For ``u(x) = A x + b`` that is ``sum |A|`` or ``|A|_F^2``.
+
+    Args:
+        ddf: ``[b, d1, d2, d3, 3]``, each spatial size >= 3.
+
+    Returns:
+        ``[b]``.
+    """
+    u = _ddf(ddf, "gradient_norm")
+    total = 0.0
+    for axis in range(3):
+        s = [0, 0, 0]
+        s[axis] = 1
+        grad = (_interior_shift(u, *s) - _interior_shift(u, *[-v for v in s])) / 2.0
+        total = total + (tf.abs(grad) if l1 else tf.square(grad))
+    return tf.reduce_mean(tf.reduce_sum(total, axis=-1), axis=[1, 2, 3])
+
+
+# ----------------------------------------------------------------------------------------------------
+# lookup by name
+# ----------------------------------------------------------------------------------------------------
+
+
+def _registry() -> dict[str, Callable[..., tf.Tensor]]:
+    return {
+        "ssd": ssd,
+        "ncc": ncc,
+        "lncc": lncc,
+        "gmi": gmi,
+        "dice": dice_loss,
+        "jaccard": jaccard_loss,
+        "cross-entropy": cross_entropy,
+        "bending": bending_energy,
+        "gradient-l1": functools.partial(gradient_norm, l1=True),
+        "gradient-l2": functools.partial(gradient_norm, l1=False),
+    }
+
+
+def get(name: str) -> Callable[..., tf.Tensor]:
+    """Loss function by name (case-insensitive, ``_`` same as ``-``).
+
+    Names: ``ssd, ncc, lncc, gmi`` (``fn(y_true, y_pred)``), ``dice, jaccard, cross-entropy``
+    (``fn(y_true, y_pred)``), ``bending, gradient-l1, gradient-l2`` (``fn(ddf)``). Unknown -> ValueError.
+    """
+    registry = _registry()
+    key = name.strip().lower().replace("_", "-") if isinstance(name, str) else None
+    if key not in registry:
+        raise ValueError(f"unknown loss {name!r}; valid names: {', '.join(registry)}")
+    return registry[key]
