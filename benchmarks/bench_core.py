@@ -106,13 +106,12 @@ def bench_size(name: str, shape: tuple[int, int, int], repeats: int, rng: np.ran
     scipy_ms = median_ms(
         lambda: ndimage.map_coordinates(vol_np, np.moveaxis(loc[0], -1, 0), order=1, mode="nearest"), reps
     )
-    rows.append(f"{name:24s} {'resample':10s} {'scipy':9s} fwd {scipy_ms:9.1f} ms   (map_coordinates, order 1)")
+    rows.append(f"{name:24s} {'resample':10s} {'scipy':9s} fwd {scipy_ms:9.1f} ms   (map_coordinates)")
     if not big:
         dense = median_ms(tf.function(lambda: dense_lncc(fixed, vol)), reps)
         ours = median_ms(tf.function(lambda: losses.lncc(fixed, vol)), reps)
-        rows.append(
-            f"{name:24s} {'lncc':10s} {'dense 9^3':9s} fwd {dense:9.1f} ms   separable is {dense / ours:5.1f}x faster"
-        )
+        label = f"{name:24s} {'lncc':10s} {'dense 9^3':9s}"
+        rows.append(f"{label} fwd {dense:9.1f} ms   ours (separable) is {dense / ours:5.1f}x faster")
     return rows
 
 
@@ -163,8 +162,8 @@ def main() -> None:
     print(f"TensorFlow {tf.__version__}, {os.cpu_count()} CPUs visible, load average {os.getloadavg()}")
     affine = affine_step_ms(max(repeats, 20))
     nonrigid = nonrigid_step_ms(max(repeats, 10))
-    print(f"affine step   (resample + SSD + grad + Adam, 128x128x37, jit):        {affine:7.1f} ms  (target <= 15)")
-    print(f"nonrigid step (warp + LNCC + bending + grad + Adam, 32x128x128, jit): {nonrigid:7.1f} ms  (target <= 80)")
+    print(f"affine step   (resample+SSD+grad+Adam, 128x128x37, jit):        {affine:7.1f} ms (target <= 15)")
+    print(f"nonrigid step (warp+LNCC+bending+grad+Adam, 32x128x128, jit): {nonrigid:7.1f} ms (target <= 80)")
     sizes = list(SIZES.items())[:2] if args.quick else SIZES.items()
     for name, shape in sizes:
         for row in bench_size(name, shape, repeats, rng):
