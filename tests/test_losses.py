@@ -497,9 +497,19 @@ def test_get():
     assert losses.get("cross-entropy") is losses.cross_entropy
     assert losses.get("bending") is losses.bending_energy
     for name, l1 in (("gradient-l1", True), ("gradient_l2", False)):
-        fn = losses.get(name)
-        assert fn.func is losses.gradient_norm and fn.keywords == {"l1": l1}
+        assert losses.get(name) is (losses.gradient_l1 if l1 else losses.gradient_l2)
     for name in ("ncc", "gmi", "jaccard"):
         assert callable(losses.get(name))
     with pytest.raises(ValueError, match="valid names: ssd, ncc, lncc, gmi, dice, jaccard, cross-entropy"):
         losses.get("mse")
+
+
+def test_named_gradient_losses_and_sweep():
+    ddf = np.random.default_rng(0).normal(size=(1, 6, 6, 6, 3)).astype(np.float32)
+    for name, l1 in (("gradient-l1", True), ("gradient-l2", False)):
+        fn = losses.get(name)
+        assert fn.__name__ == name.replace("-", "_")
+        np.testing.assert_allclose(fn(ddf), losses.gradient_norm(ddf, l1=l1))
+    fixed = np.random.default_rng(1).random((1, 5, 5, 5)).astype(np.float32)
+    curves = losses.sweep({"ssd": losses.ssd}, fixed, [fixed, fixed + 1.0])
+    np.testing.assert_allclose(curves["ssd"], [0.0, 1.0], atol=1e-6)

@@ -422,3 +422,18 @@ def test_live_loss_plot_in_a_kernel_updates_one_display(monkeypatch):
     assert shown == ["display", "update"]  # calls 3 and 6
     live.close()
     assert shown == ["display", "update", "update"]  # the final curves
+
+
+def test_plot_curves_styles_and_normalise():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    curves = {"a": [3.0, 1.0, 2.0], "b": [10.0, 20.0, 30.0]}
+    ax = viz.plot_curves(None, [0, 1, 2], curves, normalise=True, xlabel="t (voxels)", title="sweep")
+    lines = ax.get_lines()
+    assert [line.get_label() for line in lines] == ["a", "b"]
+    np.testing.assert_allclose(lines[0].get_ydata(), [1.0, 0.0, 0.5])
+    assert lines[0].get_linestyle() != lines[1].get_linestyle()
+    assert ax.get_title() == "sweep" and "rescaled" in ax.get_ylabel()
+    with pytest.raises(ValueError, match="at most"):
+        viz.plot_curves(None, [0], {str(i): [0.0] for i in range(10)})

@@ -29,7 +29,6 @@ spatial sizes must be known when the function is traced.
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Callable, Sequence
 
@@ -43,12 +42,15 @@ __all__ = [
     "gaussian_kernel1d",
     "get",
     "gmi",
+    "gradient_l1",
+    "gradient_l2",
     "gradient_norm",
     "jaccard_loss",
     "lncc",
     "ncc",
     "separable_filter",
     "ssd",
+    "sweep",
 ]
 
 _VOLUME_SHAPE = "[batch, d1, d2, d3] or [batch, d1, d2, d3, channels]"
@@ -618,9 +620,30 @@ def _registry() -> dict[str, Callable[..., tf.Tensor]]:
         "jaccard": jaccard_loss,
         "cross-entropy": cross_entropy,
         "bending": bending_energy,
-        "gradient-l1": functools.partial(gradient_norm, l1=True),
-        "gradient-l2": functools.partial(gradient_norm, l1=False),
+        "gradient-l1": gradient_l1,
+        "gradient-l2": gradient_l2,
     }
+
+
+def gradient_l1(ddf) -> tf.Tensor:
+    """``gradient_norm(ddf, l1=True)``: mean L1 norm of the DDF's spatial gradient, ``[b]``."""
+    return gradient_norm(ddf, l1=True)
+
+
+def gradient_l2(ddf) -> tf.Tensor:
+    """``gradient_norm(ddf, l1=False)``: mean squared Frobenius norm of the DDF's gradient, ``[b]``."""
+    return gradient_norm(ddf, l1=False)
+
+
+def sweep(loss_fns: dict[str, Callable[..., tf.Tensor]], fixed, movings) -> dict[str, np.ndarray]:
+    """Evaluate each loss between ``fixed`` and every volume of ``movings`` (e.g. a translation sweep).
+
+    :param loss_fns: ``{name: fn(y_true, y_pred) -> [batch]}``; the first batch element is kept.
+    :param fixed: ``[1, d1, d2, d3(, c)]``.
+    :param movings: sequence of volumes shaped like ``fixed``.
+    :return: ``{name: float64 array [len(movings)]}``.
+    """
+    return {name: np.array([float(fn(fixed, m)[0]) for m in movings]) for name, fn in loss_fns.items()}
 
 
 def get(name: str) -> Callable[..., tf.Tensor]:

@@ -67,6 +67,8 @@ __all__ = [
     "ddf_quiver",
     "jacobian_map",
     "plot_losses",
+    "plot_curves",
+    "LINE_STYLES",
     "plot_grid_3d",
     "TRAINING_KINDS",
     "plot_training_schematic",
@@ -485,6 +487,39 @@ def plot_losses(history: Mapping[str, Sequence[float]], ax: Axes | None = None, 
         xs = np.arange(len(values)) if steps is None else np.asarray(steps)[: len(values)]
         series[str(name)] = (xs, values)
     return _draw_losses(_new_axes(ax, (5.0, 3.2)), series, log, title)
+
+
+#: Colour + line style + marker cycles for curves that must stay distinguishable without colour.
+LINE_STYLES: tuple[dict[str, str], ...] = (
+    {"color": OKABE_ITO[4], "ls": "-", "marker": "o"},
+    {"color": OKABE_ITO[5], "ls": "--", "marker": "s"},
+    {"color": OKABE_ITO[2], "ls": "-.", "marker": "^"},
+    {"color": OKABE_ITO[6], "ls": ":", "marker": "D"},
+    {"color": OKABE_ITO[0], "ls": (0, (5, 1)), "marker": "v"},
+    {"color": OKABE_ITO[1], "ls": (0, (1, 1)), "marker": "P"},
+)
+
+
+def plot_curves(ax: Axes | None, x: Sequence[float], curves: Mapping[str, Sequence[float]],
+                normalise: bool = False, xlabel: str = "", ylabel: str = "loss", title: str = "") -> Axes:
+    """Several curves ``{name: y}`` over a shared ``x`` with distinct colours, line styles and markers.
+
+    ``normalise=True`` rescales each curve to ``[0, 1]`` (min to max) so curves of different units share
+    one axis. Returns the Axes.
+    """
+    ax = _new_axes(ax, (5.0, 3.2))
+    if len(curves) > len(LINE_STYLES):
+        raise ValueError(f"at most {len(LINE_STYLES)} curves per axes, got {len(curves)}")
+    for (name, y), style in zip(curves.items(), LINE_STYLES[: len(curves)], strict=True):
+        y = np.asarray(y, dtype=np.float64)
+        if normalise:
+            span = y.max() - y.min()
+            y = (y - y.min()) / span if span > 0 else np.zeros_like(y)
+        ax.plot(np.asarray(x), y, label=str(name), ms=4, **style)
+    ax.set(xlabel=xlabel, ylabel=ylabel + (" (rescaled to [0, 1])" if normalise else ""), title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    return ax
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -34,8 +34,11 @@ __all__ = [
     "random_smooth_ddf",
     "reference_grid",
     "resample",
+    "rotation_theta",
     "theta_to_matrix",
+    "translation_theta",
     "warp",
+    "warp_affine",
 ]
 
 IDENTITY_THETA = np.array([[1, 0, 0], [0, 1, 0], [0, 0, 1], [0, 0, 0]], dtype=np.float32)
@@ -112,6 +115,41 @@ def invert_theta(theta) -> tf.Tensor:
     """Inverse affine: ``[batch, 4, 3]`` -> ``[batch, 4, 3]`` (computed in float64)."""
     m = tf.cast(theta_to_matrix(theta), tf.float64)
     return matrix_to_theta(tf.cast(tf.linalg.inv(m), tf.float32))
+
+
+def translation_theta(shift: Sequence[float]) -> np.ndarray:
+    """``[1, 4, 3]`` theta of a translation: ``loc = p + shift`` (voxels, ij)."""
+    shift = np.asarray(shift, dtype=np.float32).reshape(-1)
+    if shift.shape != (3,):
+        raise ValueError(f"shift must have 3 components (voxels along axes 0, 1, 2), got {shift.shape}")
+    theta = IDENTITY_THETA.copy()
+    theta[3] = shift
+    return theta[None]
+
+
+def rotation_theta(degrees: float, center: Sequence[float], plane: tuple[int, int] = (0, 1)) -> np.ndarray:
+    """``[1, 4, 3]`` theta of a rotation by ``degrees`` in the plane of two axes, about voxel ``center``.
+
+    ``loc = (p - c) @ R + c`` with ``R`` rotating axis ``plane[0]`` towards ``plane[1]``.
+    """
+    a, b = plane
+    if sorted(plane) not in ([0, 1], [0, 2], [1, 2]):
+        raise ValueError(f"plane must be two different axes out of 0, 1, 2, got {plane}")
+    c = np.asarray(center, dtype=np.float64).reshape(3)
+    angle = np.deg2rad(degrees)
+    rot = np.eye(3)
+    rot[a, a], rot[a, b], rot[b, a], rot[b, b] = np.cos(angle), np.sin(angle), -np.sin(angle), np.cos(angle)
+    return np.vstack([rot, c - c @ rot])[None].astype(np.float32)
+
+
+def warp_affine(image, theta, shape: Sequence[int] | None = None, interpolation: str = "linear") -> tf.Tensor:
+    """Resample ``image`` ``[batch, m1, m2, m3(, c)]`` at ``[p, 1] @ theta`` for every voxel ``p`` of a grid
+    of ``shape`` (default: the image's own):
+    ``resample(image, affine_grid(reference_grid(shape), theta))``.
+    """
+    image = _as_float(image, "image")
+    grid = reference_grid(image.shape[1:4] if shape is None else shape)
+    return resample(image, affine_grid(grid, theta), interpolation)
 
 
 def ddf_from_theta(theta, shape: Sequence[int]) -> tf.Tensor:
@@ -297,7 +335,8 @@ def random_smooth_ddf(
         raise ValueError(f"control_shape needs >= 2 points per axis, got {control_shape}")
     rng = np.random.default_rng(seed)
     control = rng.normal(size=(batch_size, *control_shape, 3)) * np.asarray(amplitude, dtype=np.float64)
-    to_coarse = np.array([(c - 1) / max(d - 1, 1) for c, d in zip(control_shape, shape)], np.float32)
+    to_coarse = np.array([(c - 1) / max(d - 1, 1) for c, d in zip(control_shape, shape, strict=True)])
+    to_coarse = to_coarse.astype(np.float32)
     return resample(control.astype(np.float32), reference_grid(shape)[None] * to_coarse)
 
 
