@@ -10,6 +10,7 @@ import tensorflow as tf
 from tutorialreg import networks, warp
 
 SHAPE = (13, 17, 11)  # odd on purpose: the networks pad and crop
+TINY = {"num_channel_initial": 2, "extract_levels": (0,)}
 
 
 def _images(batch: int = 2, shape=SHAPE, seed: int = 0) -> dict:
@@ -125,7 +126,7 @@ def test_registration_model_saves_and_loads(tmp_path, method):
 
 
 def test_register_accepts_unbatched_numpy():
-    model = networks.RegistrationModel(SHAPE, backbone_kwargs={"num_channel_initial": 2, "extract_levels": (0,)})
+    model = networks.RegistrationModel(SHAPE, backbone_kwargs=TINY)
     x = _images(batch=1)
     out = model.register(x["moving_image"][0], x["fixed_image"][0], x["moving_label"][0])
     assert out["ddf"].shape == (1, *SHAPE, 3) and isinstance(out["ddf"], np.ndarray)
@@ -140,7 +141,7 @@ def test_bad_arguments_raise_value_errors():
         networks.RegistrationModel((10, 10))
     with pytest.raises(ValueError, match="extract_levels"):
         networks.local_net(SHAPE, extract_levels=())
-    model = networks.RegistrationModel(SHAPE, backbone_kwargs={"num_channel_initial": 2, "extract_levels": (0,)})
+    model = networks.RegistrationModel(SHAPE, backbone_kwargs=TINY)
     with pytest.raises(ValueError, match=r"moving_image must be \[batch, 13, 17, 11\]"):
         model({"moving_image": np.zeros((1, 12, 17, 11), np.float32),
                "fixed_image": np.zeros((1, *SHAPE), np.float32)})

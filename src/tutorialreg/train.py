@@ -137,8 +137,9 @@ def load_config(config: str | os.PathLike | Mapping, overrides: Mapping | None =
         if not isinstance(raw, dict):
             raise ValueError(f"{config}: expected a YAML mapping with dataset/train/log_dir keys")
     cfg = _merge(DEFAULTS, raw)
-    if fast_mode() and cfg["fast"]:
-        cfg = _merge(cfg, cfg["fast"])
+    fast, cfg["fast"] = cfg["fast"], {}  # consumed: a resolved config resolves to itself
+    if fast_mode() and fast:
+        cfg = _merge(cfg, fast)
     if overrides:
         cfg = _merge(cfg, overrides)
     name = cfg["dataset"]["name"]
@@ -262,7 +263,8 @@ def _spacing(ds, name: str, shape: Sequence[int]) -> tuple[float, float, float]:
 
 # ------------------------------------------------------------------------------------------ losses
 def _loss_fns(config: Mapping) -> dict:
-    """``{kind: (weight, fn, kwargs)}`` for the terms with a non-zero weight."""
+    """``{kind: (weight, fn, kwargs)}`` for the terms with a non-zero weight. The label term's kwargs
+    carry ``channel_weights`` (``[C]`` numpy, 0 for unused channels) for :func:`_loss_terms`."""
     out = {}
     for kind in _LOSS_KINDS:
         term = dict(config["train"]["loss"].get(kind) or {})
@@ -273,8 +275,20 @@ def _loss_fns(config: Mapping) -> dict:
     return out
 
 
-def _label_loss(fn, kwargs: dict, fixed_label, warped_label, mask):
-    """Per-channel label loss averaged over the channels each pair has: ``[batch]``."""
+def _channel_weights(config: Mapping, channels: int) -> np.ndarray:
+    """``train.loss.label.channel_weights`` padded with zeros to ``channels`` (default: all 1)."""
+    given = (config["train"]["loss"].get("label") or {}).get("channel_weights")
+    if given is None:
+        return np.ones(channels, np.float32)
+    w = np.zeros(channels, np.float32)
+    w[: min(len(given), channels)] = np.asarray(given, np.float32)[:channels]
+    if not (w >= 0).all() or not w.any():
+        raise ValueError(f"train.loss.label.channel_weights must be >= 0 and not all 0, got {given}")
+    return w
+
+
+def _label_loss(fn, kwargs: dict, fixed_label, warped_label, weights):
+    """Per-channel label loss, weighted mean over channels with ``weights`` ``[batch, c]``: ``[batch]``."""
     c = tf.shape(warped_label)[-1]
     b = tf.shape(warped_label)[0]
 
@@ -283,17 +297,19 @@ def _label_loss(fn, kwargs: dict, fixed_label, warped_label, mask):
         return tf.reshape(x, tf.concat([[-1], tf.shape(x)[2:]], 0))
 
     per = tf.reshape(fn(channels_first(fixed_label), channels_first(warped_label), **kwargs), [b, c])
-    return tf.reduce_sum(per * mask, -1) / tf.maximum(tf.reduce_sum(mask, -1), 1.0)
+    return tf.reduce_sum(per * weights, -1) / tf.maximum(tf.reduce_sum(weights, -1), 1e-6)
 
 
 def _loss_terms(fns: dict, batch: dict, out: dict) -> dict:
-    """``{kind: [batch] values}`` (unweighted) and ``"total"`` (weighted sum)."""
+    """``{kind: [batch] values}`` (unweighted) and ``"total"`` (weighted sum). The label term uses the
+    channels of ``out["warped_label"]``, with ``batch["label_weights"]`` ``[batch, c]`` (mask x weight)."""
     terms, total = {}, 0.0
     for kind, (weight, fn, kwargs) in fns.items():
         if kind == "image":
             value = fn(batch["fixed_image"], out["warped_image"], **kwargs)
         elif kind == "label":
-            value = _label_loss(fn, kwargs, batch["fixed_label"], out["warped_label"], batch["label_mask"])
+            kwargs = {k: v for k, v in kwargs.items() if k != "channel_weights"}
+            value = _label_loss(fn, kwargs, batch["fixed_label"], out["warped_label"], batch["label_weights"])
         else:
             value = fn(out["dvf"] if "dvf" in out else out["ddf"], **kwargs)
         terms[kind] = value
@@ -350,7 +366,7 @@ def _restore(weights: Path, model, optimizer=None) -> dict:
 def load_model(config: str | os.PathLike | Mapping, checkpoint: str | os.PathLike | None = None):
     """Model of ``config`` with the weights of ``checkpoint``: a ``.weights.h5`` or ``.keras`` file, a
     ``log_dir`` (its latest checkpoint), or None (the latest checkpoint of the config's ``log_dir``)."""
-    cfg = config if isinstance(config, dict) and "train" in config and "fast" in config else load_config(config)
+    cfg = load_config(config)
     path = Path(checkpoint) if checkpoint is not None else Path(cfg["log_dir"])
     if path.is_dir():
         found = latest_checkpoint(path)
@@ -371,7 +387,8 @@ def load_model(config: str | os.PathLike | Mapping, checkpoint: str | os.PathLik
 class TrainResult:
     """What :func:`train` returns. ``history``: per-epoch lists (``loss``, one per loss term,
     ``val_dice`` of label channel 0, ``seconds``); ``stopped``: ``"completed"``, ``"nan"`` or
-    ``"interrupted"``; ``pairs_per_second``: training throughput of this call (excluding validation)."""
+    ``"interrupted"``; ``pairs_per_second``: training throughput of this call (excluding validation);
+    ``pairs_per_epoch``: pairs seen per epoch (``steps * batch_size``)."""
 
     model: networks.RegistrationModel
     config: dict
@@ -382,6 +399,7 @@ class TrainResult:
     epochs_done: int
     seconds: float
     pairs_per_second: float
+    pairs_per_epoch: int = 0
     is_standin: bool = False
     messages: list[str] = field(default_factory=list)
 
@@ -440,8 +458,9 @@ def train(
     sets = _datasets(cfg, ["train", "valid"] if cfg["dataset"]["labeled"] else ["train"])
     label_channels = cfg["dataset"]["label_channels"]
     train_pairs = _Pairs(sets["train"], label_channels)
-    valid_pairs = _Pairs(sets["valid"], train_pairs.channels or None) if "valid" in sets and len(
-        sets["valid"]) else None
+    valid_pairs = None
+    if "valid" in sets and len(sets["valid"]):
+        valid_pairs = _Pairs(sets["valid"], train_pairs.channels or None)
     fns = _loss_fns(cfg)
     if "label" in fns and not train_pairs.labeled:
         raise ValueError("train.loss.label has a weight but dataset.labeled is false")
@@ -470,17 +489,26 @@ def train(
 
     augment = float(t["augment_scale"])
     with_labels = train_pairs.labeled
+    channel_weights = _channel_weights(cfg, train_pairs.channels) if with_labels else np.ones(0)
+    used = tf.constant(np.flatnonzero(channel_weights), tf.int32)
+    used_weights = tf.constant(channel_weights[channel_weights > 0], tf.float32)
 
+    @tf.autograph.experimental.do_not_convert  # no tensor-dependent Python control flow inside
     def step_fn(batch):
-        if augment > 0:
-            batch = dict(batch)
+        batch = dict(batch)
+        use_labels = "label" in fns
+        if use_labels:  # only the channels with a weight are augmented, warped and compared
+            for key in ("moving_label", "fixed_label"):
+                batch[key] = tf.gather(batch[key], used, axis=-1)
+            batch["label_weights"] = tf.gather(batch["label_mask"], used, axis=-1) * used_weights
+        if augment > 0:  # the same random affine for an image and its label, drawn per side
             for side in ("moving", "fixed"):
                 ddf = warp.ddf_from_theta(batch[f"{side}_theta"], batch["fixed_image"].shape[1:4])
                 batch[f"{side}_image"] = warp.warp(batch[f"{side}_image"], ddf)
-                if with_labels:
+                if use_labels:
                     batch[f"{side}_label"] = warp.warp(batch[f"{side}_label"], ddf)
         inputs = {k: batch[k] for k in ("moving_image", "fixed_image")}
-        if "label" in fns:
+        if use_labels:
             inputs["moving_label"] = batch["moving_label"]
         with tf.GradientTape() as tape:
             out = model(inputs, training=True)
@@ -490,7 +518,7 @@ def train(
         optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
         return {k: tf.nn.compute_average_loss(v, global_batch_size=batch_size) for k, v in terms.items()}
 
-    @tf.function(jit_compile=bool(t["jit_compile"]))
+    @tf.function(jit_compile=bool(t["jit_compile"]), autograph=False)
     def train_step(batch):
         per_replica = strategy.run(step_fn, args=(batch,))
         return {k: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for k, v in per_replica.items()}
@@ -503,7 +531,8 @@ def train(
         first = next(train_pairs.batches(batch_size, seed, epoch, augment_scale=augment))
         spec = {k: tf.TensorSpec(v.shape, tf.float32) for k, v in first.items()}
         ds = tf.data.Dataset.from_generator(
-            lambda: train_pairs.batches(batch_size, seed, epoch, augment_scale=augment), output_signature=spec)
+            lambda: train_pairs.batches(batch_size, seed, epoch, augment_scale=augment),
+            output_signature=spec)
         yield from strategy.experimental_distribute_dataset(ds)
 
     live = None
@@ -584,6 +613,7 @@ def train(
         model=model, config=cfg, history=history, log_dir=log_dir, checkpoint=last_ckpt, stopped=stopped,
         epochs_done=done, seconds=time.perf_counter() - t_start,
         pairs_per_second=pairs_seen / train_seconds if train_seconds else float("nan"),
+        pairs_per_epoch=steps * batch_size,
         is_standin=train_pairs.is_standin, messages=messages,
     )
 
@@ -729,13 +759,18 @@ def predict(
 
 
 def _summarise(rows: list[dict]) -> dict[int, dict[str, tuple[float, float]]]:
+    """``{label: {metric: (mean, std)}}`` ignoring NaN (distances to a label that is empty)."""
+    import warnings
+
     out = {}
-    for label in sorted({r["label"] for r in rows}):
-        sel = [r for r in rows if r["label"] == label]
-        out[label] = {
-            k: (float(np.nanmean([r[k] for r in sel])), float(np.nanstd([r[k] for r in sel])))
-            for k in _METRIC_KEYS if k in sel[0]
-        }
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns give NaN, which is the answer
+        for label in sorted({r["label"] for r in rows}):
+            sel = [r for r in rows if r["label"] == label]
+            out[label] = {
+                k: (float(np.nanmean([r[k] for r in sel])), float(np.nanstd([r[k] for r in sel])))
+                for k in _METRIC_KEYS if k in sel[0]
+            }
     return out
 
 
@@ -776,8 +811,8 @@ def prediction_figure(out_dir: str | os.PathLike, pair: int = 0, label: int = 0,
     fig = Figure(figsize=(16, 2.2 * len(depths) + 0.6), layout="constrained")
     axes = fig.subplots(len(depths), 8, squeeze=False)
     for row, k in zip(axes, depths, strict=True):
-        panels = [png("fixed_label", k), png("fixed_image", k), png("moving_label", k), png("moving_image", k),
-                  png("pred_fixed_label", k), png("pred_fixed_image", k)]
+        panels = [png(kind, k) for kind in ("fixed_label", "fixed_image", "moving_label", "moving_image",
+                                            "pred_fixed_label", "pred_fixed_image")]
         for ax, img in zip(row, panels, strict=False):
             ax.imshow(img, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
         row[6].imshow(viz.label_comparison(panels[4], panels[0]), interpolation="nearest")
