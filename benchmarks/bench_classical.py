@@ -31,7 +31,9 @@ import numpy as np  # noqa: E402
 from tutorialreg import data, metrics, optimise, warp  # noqa: E402
 
 AFFINE_SEED = 0  # chapter 4's seed
-WEIGHTS = (0.1, 0.3, 1.0, 3.0)  # chapter 5's sweep
+# chapter 5's weight sweep: the coarse level only, 150 steps per run
+WEIGHTS = (0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
+SWEEP = dict(levels=((2, 4, 4),), field_sigma=1.0, steps=150, schedule="cosine")
 
 
 def _load() -> str:
@@ -107,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3, help="runs of each recommended setting (median)")
     parser.add_argument("--tutorial", action="store_true", help="also the tutorial's settings (minutes)")
     parser.add_argument("--ddf", action="store_true", help="also the recommended nonrigid settings, DDF")
-    parser.add_argument("--sweep", action="store_true", help="also the deform_weight sweep of chapter 5")
+    parser.add_argument("--sweep", action="store_true", help="also chapter 5's deform_weight sweep")
     parser.add_argument("--seeds", type=int, default=0, help="also the affine with seeds 1..N (accuracy)")
     parser.add_argument("--all", action="store_true", help="--tutorial --ddf --sweep --seeds 4")
     parser.add_argument("--skip-affine", action="store_true")
@@ -129,6 +131,9 @@ def main(argv: list[str] | None = None) -> int:
             res = run_affine(case, dict(loss="ssd", learning_rate=0.01, steps=1001))
             show("affine, tutorial settings (1001 steps)", res)
             results["affine_tutorial"] = res
+            res = run_affine(case, dict(loss="ssd", learning_rate=0.01, steps=1001, mask_outside=True))
+            show("affine, tutorial settings + mask_outside", res)
+            results["affine_tutorial_mask"] = res
         for seed in range(1, args.seeds + 1):
             res = run_affine(affine_case(seed), optimise.AFFINE_RECOMMENDED)
             show(f"affine, recommended, seed {seed}", res)
@@ -150,8 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.sweep:
             for w in WEIGHTS:
                 for par in ("ddf", "dvf"):
-                    res = run_nonrigid(case, {**optimise.NONRIGID_RECOMMENDED, "parameterisation": par,
-                                              "deform_weight": w})
+                    res = run_nonrigid(case, {**SWEEP, "parameterisation": par, "deform_weight": w})
                     show(f"nonrigid, {par}, deform_weight {w}", res)
                     results[f"nonrigid_{par}_w{w}"] = res
         if args.tutorial:

@@ -72,6 +72,31 @@ def test_centred_parameterisation_round_trip():
     np.testing.assert_allclose(back, theta, atol=1e-5)
 
 
+def test_field_smoothing_matches_scipy():
+    from scipy import ndimage
+
+    u = np.random.default_rng(0).normal(size=(1, 6, 9, 7, 3)).astype(np.float32)
+    smoothed = optimise._smooth_field(tf.constant(u), 1.0).numpy()
+    expected = ndimage.gaussian_filter(u, (0, 1, 1, 1, 0), mode="nearest", truncate=3.0)
+    np.testing.assert_allclose(smoothed, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("factor", [(2, 2, 2), (1, 2, 4), (4, 2, 1)])
+def test_pyramid_levels_keep_voxel_coordinates(factor):
+    """A linear field written in a level's voxels comes back exactly when upsampled to full size."""
+    shape = (16, 24, 20)
+    a = np.array([[0.02, -0.01, 0.03], [0.01, 0.02, 0.0], [-0.02, 0.01, 0.01]])
+    points = optimise._level_points(shape, factor)  # full-size coordinates of the level's voxels
+    assert points.shape[:3] == tuple(d // f for d, f in zip(shape, factor, strict=True))
+    np.testing.assert_allclose(points.mean(axis=(0, 1, 2)), [(d - 1) / 2 for d in shape])  # centred
+    coarse = (points @ a) / np.asarray(factor)  # displacement in the level's voxels
+    coarse = tf.constant(coarse[None], tf.float32)
+    full = optimise._resample_field(coarse, shape, factor, (1, 1, 1)).numpy()[0]
+    grid = optimise._level_points(shape, (1, 1, 1))
+    inside = tuple(slice(f, d - f) for d, f in zip(shape, factor, strict=True))  # borders are clamped
+    np.testing.assert_allclose(full[inside], (grid @ a)[inside], atol=1e-4)
+
+
 def test_gradient_of_affine_objective_matches_finite_differences(smooth_volume):
     """The optimisers rely on tape gradients through resampling; check them against central differences."""
     shape = smooth_volume.shape

@@ -27,9 +27,11 @@ Conventions: images ``[batch=1, d1, d2, d3]`` (or ``[d1, d2, d3]``), voxel indic
 
 from __future__ import annotations
 
+import functools
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 import numpy as np
 import tensorflow as tf
@@ -53,16 +55,20 @@ ADAM_BETA_1, ADAM_BETA_2, ADAM_EPSILON = 0.9, 0.999, 1e-7
 
 #: Settings of :func:`register_affine` beyond the tutorial, used by chapter 4 and the benchmark: centred
 #: coordinates, the loss only where the moving image is defined, a two-level pyramid (every 4th voxel of
-#: images blurred by sigma 2, then every 2nd voxel, sigma 0.7) and a cosine-decaying learning rate.
-AFFINE_RECOMMENDED: dict = dict(coordinates="centred", mask_outside=True, levels=(4, 2), smoothing=(2.0, 0.7),
-                                learning_rate=(0.02, 0.01), steps=(150, 100), schedule="cosine")
+#: images blurred by sigma 2, then every 2nd voxel, sigma 0.7), a cosine-decaying learning rate and a stop
+#: once a level's loss improves by less than 1 % of its range over 25 steps.
+#: Read-only: use ``register_affine(moving, fixed, **AFFINE_RECOMMENDED)`` or ``{**AFFINE_RECOMMENDED, ...}``.
+AFFINE_RECOMMENDED: Mapping = MappingProxyType(dict(
+    coordinates="centred", mask_outside=True, levels=(4, 2), smoothing=(2.0, 0.7), learning_rate=(0.02, 0.01),
+    steps=(150, 100), schedule="cosine", plateau_tol=0.01))
 
 #: Settings of :func:`register_ddf` beyond the tutorial, used by chapter 5 and the benchmark: a velocity
 #: field integrated by scaling and squaring (DVF), smoothed by a Gaussian (sigma 1 voxel of the level), a
 #: two-level pyramid that keeps the 32 slices of the prostate MR along axis 0 at the finer level (factors
 #: 2, 4, 4 then 1, 2, 2), and a cosine-decaying learning rate. Loss, weight and learning rate as the tutorial.
-NONRIGID_RECOMMENDED: dict = dict(parameterisation="dvf", levels=((2, 4, 4), (1, 2, 2)), field_sigma=1.0,
-                                  deform_weight=1.0, learning_rate=0.1, steps=(150, 150), schedule="cosine")
+NONRIGID_RECOMMENDED: Mapping = MappingProxyType(dict(
+    parameterisation="dvf", levels=((2, 4, 4), (1, 2, 2)), field_sigma=1.0, deform_weight=1.0,
+    learning_rate=0.1, steps=(150, 150), schedule="cosine"))
 
 _IMAGE_LOSSES = ("ssd", "ncc", "lncc", "gmi")
 _DEFORM_LOSSES = ("bending", "gradient-l1", "gradient-l2")
@@ -356,7 +362,9 @@ def _make_chunk(objective: Callable, n_params: int, n_terms: int, chunk: int, sc
         out = tf.while_loop(lambda i, *_: i < n_run, body, [tf.constant(0), params, ms, vs, record])
         return out[1], out[2], out[3], out[4]
 
-    return tf.function(run, jit_compile=jit)
+    # a partial, so TensorFlow counts retracing per registration (one trace per pyramid level is expected)
+    # instead of pooling every registration of the session under the one code object of ``run``
+    return tf.function(functools.partial(run), jit_compile=jit)
 
 
 @dataclass
@@ -510,10 +518,11 @@ def register_affine(
         ``[-1, 1]`` (see :func:`affine_from_centred`), which puts all 12 gradients on one scale.
     :param mask_outside: average the image loss only over fixed voxels that land inside the moving image
         (for other losses than ``"ssd"``, voxels outside take the fixed value).
-    :param levels: pyramid subsampling factors, coarse to fine, e.g. ``(4, 2)``; the loss of level ``f``
-        is evaluated on every ``f``-th fixed voxel; theta stays in full-size voxels throughout.
-    :param smoothing: Gaussian sigma (voxels) applied to both images at each level; default
-        ``factor / 2`` (0 at factor 1).
+    :param levels: pyramid subsampling factors, coarse to fine, e.g. ``(4, 2)``, each a number or a per-axis
+        triple such as ``(1, 2, 2)``; the loss of level ``f`` is evaluated on every ``f``-th fixed voxel
+        (centred in the volume); theta stays in full-size voxels throughout.
+    :param smoothing: Gaussian sigma (full-size voxels) applied to both images at each level: one value, or
+        one per level (each a number or a per-axis triple); default ``factor / 2`` per axis (0 at factor 1).
     :param schedule: ``"constant"`` (the tutorial) or ``"cosine"`` (decays to 0 over each level).
     :param plateau_tol: stop a level when the mean loss of the last ``plateau_window`` steps improved on
         the window before by less than this fraction of the level's loss range; None runs every step.
@@ -642,10 +651,12 @@ def register_ddf(
     :param parameterisation: ``"ddf"`` optimises the displacement of every voxel (the tutorial);
         ``"dvf"`` optimises a stationary velocity field and integrates it by scaling and squaring
         (``svf_steps`` squarings), which keeps the transformation invertible when the field is smooth.
-    :param levels: pyramid subsampling factors, coarse to fine, e.g. ``(4, 2)``. Level ``f`` registers
-        images smoothed and subsampled by ``f``; its field is upsampled to start the next level. A last
-        factor above 1 means the final field is upsampled (trilinear) to full size.
-    :param smoothing: Gaussian sigma (full-size voxels) of the images at each level; default ``factor/2``.
+    :param levels: pyramid subsampling factors, coarse to fine, e.g. ``(4, 2)`` or per-axis
+        ``((2, 4, 4), (1, 2, 2))``. Level ``f`` registers images smoothed and subsampled by ``f``, with the
+        field in that level's voxels; the field is upsampled (trilinear) to start the next level, and to full
+        size at the end.
+    :param smoothing: Gaussian sigma (full-size voxels) of the images at each level, as in
+        :func:`register_affine`; default ``factor / 2`` per axis.
     :param field_sigma: if > 0, the optimised field is smoothed by a Gaussian of this sigma (voxels of the
         level) before use: a smooth parameterisation that damps voxel-wise noise in Adam's steps.
     :param schedule, plateau_tol, plateau_window, chunk, jit, progress, live_plot, callback: as in

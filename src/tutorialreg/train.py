@@ -790,8 +790,9 @@ def _write_csv(path: Path, rows: list[dict], summary: dict) -> None:
 def prediction_figure(out_dir: str | os.PathLike, pair: int = 0, label: int = 0,
                       depths: Sequence[int] | None = None, title: str | None = None):
     """The tutorial's 8-panel rows from :func:`predict`'s PNGs: fixed label, fixed image, moving label,
-    moving image, warped label, warped image, comparison (warped vs fixed label) and warped minus fixed
-    image, one row per depth (slice along axis 2). Returns a matplotlib Figure (no pyplot state)."""
+    moving image, warped label, warped image, comparison (warped vs fixed label: light grey both, orange
+    only warped, blue only fixed; :func:`tutorialreg.viz.label_comparison`) and warped minus fixed image,
+    one row per depth (slice along axis 2). Returns a matplotlib Figure (no pyplot state)."""
     import matplotlib.image as mpimg
     from matplotlib.figure import Figure
 
@@ -817,6 +818,7 @@ def prediction_figure(out_dir: str | os.PathLike, pair: int = 0, label: int = 0,
             ax.imshow(img, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
         row[6].imshow(viz.label_comparison(panels[4], panels[0]), interpolation="nearest")
         viz.difference(panels[5], panels[1], ax=row[7])
+        row[7].set(title="", xlabel="", ylabel="")
         row[0].set_ylabel(f"depth {k}")
     for ax, t in zip(axes[0], titles, strict=True):
         ax.set_title(t, fontsize=10)
