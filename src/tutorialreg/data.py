@@ -366,7 +366,8 @@ class PairedDataset:
         label = read_volume(self.files[side, "labels"][name]) if self.labeled or self.is_standin else None
         if label is not None and label.ndim == 3:
             label = label[..., None]
-        if self.is_standin:
+        if self.is_standin:  # synthesised at the working resolution (cheap), not at 192 x 192 x 208
+            label = resize(label, shape)
             image = standin_ct(label.max(-1), seed=zlib.crc32(f"{self.root.name}/{side}/{name}".encode()))
         else:
             image = read_volume(self.files[side, "images"][name])
