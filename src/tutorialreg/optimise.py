@@ -568,10 +568,10 @@ def register_affine(
 
     def objective(p, points, fixed_values, moving_image):
         theta = to_theta(p)
-        loc = tf.einsum("ijkl,lm->ijkm", points, theta[0, :3, :]) + theta[0, 3, :]
-        pred = warp.resample(moving_image, loc[None])
+        loc = warp.affine_grid(points, theta)  # [1, D1, D2, D3, 3]
+        pred = warp.resample(moving_image, loc)
         if mask_outside:
-            inside = tf.reduce_all((loc >= 0.0) & (loc <= upper), axis=-1)[None]
+            inside = tf.reduce_all((loc >= 0.0) & (loc <= upper), axis=-1)
             pred = tf.where(inside, pred, fixed_values)
             value = loss_fn(fixed_values, pred)[0]
             if loss == "ssd":  # mean over the inside voxels only
