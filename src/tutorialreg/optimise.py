@@ -174,6 +174,8 @@ def _pair(moving, fixed) -> tuple[np.ndarray, np.ndarray]:
                          f"fixed {f.shape}")
     if not (np.all(np.isfinite(m)) and np.all(np.isfinite(f))):
         raise ValueError("moving and fixed images must not contain NaN or inf")
+    if m.shape != f.shape:
+        raise ValueError(f"moving and fixed must have the same shape, got {m.shape} and {f.shape}")
     return m, f
 
 
@@ -215,6 +217,13 @@ def _check_levels(levels, smoothing, shape) -> tuple[list[Factor], list[tuple[fl
     if any(x < 0 for sg in sigmas for x in sg):
         raise ValueError(f"smoothing sigmas must be >= 0 voxels, got {sigmas}")
     return factors, sigmas
+
+
+def _schedule(levels, smoothing, shape, learning_rate, steps) -> tuple[list, list, list[float], list[int]]:
+    """Pyramid levels, their smoothing sigmas, and the learning rate and step count of each level."""
+    factors, sigmas = _check_levels(levels, smoothing, shape)
+    lrs = _per_level(learning_rate, len(factors), "learning_rate", float)
+    return factors, sigmas, lrs, _per_level(steps, len(factors), "steps", int)
 
 
 def _loss_fn(name: str, allowed: Sequence[str], kind: str, kwargs: dict | None) -> Callable:
@@ -538,16 +547,11 @@ def register_affine(
     """
     t_start = time.perf_counter()
     mov, fix = _pair(moving, fixed)
-    if mov.shape != fix.shape:
-        raise ValueError(f"moving and fixed must have the same shape, got {mov.shape} and {fix.shape}")
     if coordinates not in ("voxel", "centred"):
         raise ValueError(f"coordinates must be 'voxel' or 'centred', got {coordinates!r}")
     loss_fn = _loss_fn(loss, _IMAGE_LOSSES, "image", loss_kwargs)
     shape = fix.shape
-    factors, sigmas = _check_levels(levels, smoothing, shape)
-    n_levels = len(factors)
-    lrs = _per_level(learning_rate, n_levels, "learning_rate", float)
-    steps_ = _per_level(steps, n_levels, "steps", int)
+    factors, sigmas, lrs, steps_ = _schedule(levels, smoothing, shape, learning_rate, steps)
     if any(s < 1 for s in steps_) or any(lr <= 0 for lr in lrs):
         raise ValueError(f"steps must be >= 1 and learning_rate > 0, got {steps_} and {lrs}")
     theta0 = warp.IDENTITY_THETA[None] if init is None else np.asarray(init, np.float32).reshape(1, 4, 3)
@@ -669,18 +673,13 @@ def register_ddf(
     """
     t_start = time.perf_counter()
     mov, fix = _pair(moving, fixed)
-    if mov.shape != fix.shape:
-        raise ValueError(f"moving and fixed must have the same shape, got {mov.shape} and {fix.shape}")
     if parameterisation not in ("ddf", "dvf"):
         raise ValueError(f"parameterisation must be 'ddf' or 'dvf', got {parameterisation!r}")
     image_fn = _loss_fn(image_loss, _IMAGE_LOSSES, "image", image_loss_kwargs)
     deform_fn = _loss_fn(deform_loss, _DEFORM_LOSSES, "deformation", None)
     shape = fix.shape
-    factors, sigmas = _check_levels(levels, smoothing, shape)
-    n_levels = len(factors)
-    lrs = _per_level(learning_rate, n_levels, "learning_rate", float)
-    steps_ = _per_level(steps, n_levels, "steps", int)
-    weights = _per_level(deform_weight, n_levels, "deform_weight", float)
+    factors, sigmas, lrs, steps_ = _schedule(levels, smoothing, shape, learning_rate, steps)
+    weights = _per_level(deform_weight, len(factors), "deform_weight", float)
     if any(s < 1 for s in steps_) or any(lr <= 0 for lr in lrs) or any(w < 0 for w in weights):
         raise ValueError(f"steps must be >= 1, learning_rate > 0 and deform_weight >= 0; "
                          f"got {steps_}, {lrs}, {weights}")

@@ -138,6 +138,14 @@ def _check_axis(axis: int) -> int:
     return int(axis)
 
 
+def _titles(titles: Sequence[str] | None, n: int, who: str) -> list[str]:
+    """One title per volume (default ``volume i``); ValueError naming ``who`` if the count differs."""
+    out = [f"volume {i}" for i in range(n)] if titles is None else [str(t) for t in titles]
+    if len(out) != n:
+        raise ValueError(f"{who}: titles must have one entry per volume ({n}); got {len(out)}")
+    return out
+
+
 def _labels_per_volume(labels: Any, volumes: list[np.ndarray], who: str) -> list[np.ndarray | None]:
     """One ``[d1,d2,d3,c]`` label (or None) per volume from None, one shared array, or a list."""
     n = len(volumes)
@@ -684,10 +692,7 @@ def plot_slices(volumes: Sequence[Any], titles: Sequence[str] | None = None,
     if not ks or any(not 0 <= k < n for k in ks):
         raise ValueError(f"plot_slices: slices must be indices in [0, {n - 1}] along axis {axis}; "
                          f"got {slices!r}")
-    titles = [f"volume {i}" for i in range(len(vols))] if titles is None else [str(t) for t in titles]
-    if len(titles) != len(vols):
-        raise ValueError(f"plot_slices: titles must have one entry per volume ({len(vols)}); "
-                         f"got {len(titles)}")
+    titles = _titles(titles, len(vols), "plot_slices")
     labs = _labels_per_volume(labels, vols, "plot_slices")
     window, level = _intensity_range(vols, window, level)
     lo, hi = level - window / 2, level + window / 2
@@ -1001,10 +1006,7 @@ def slice_browser(*volumes: Any, labels: Any = None, titles: Sequence[str] | Non
     if len({v.shape[axis] for v in vols}) != 1:
         raise ValueError(f"slice_browser: volumes must have the same size along axis {axis}; "
                          f"got shapes {[v.shape for v in vols]}")
-    titles = [f"volume {i}" for i in range(len(vols))] if titles is None else [str(t) for t in titles]
-    if len(titles) != len(vols):
-        raise ValueError(f"slice_browser: titles must have one entry per volume ({len(vols)}); "
-                         f"got {len(titles)}")
+    titles = _titles(titles, len(vols), "slice_browser")
     labs = _labels_per_volume(labels, vols, "slice_browser")
     window, level = _intensity_range(vols, window, level)
     max_frames = _DEFAULT_MAX_FRAMES if max_frames is None else int(max_frames)
