@@ -135,8 +135,7 @@ class RegistrationResult:
         """
         image = _batched(image, "image", allow_channels=True)
         if self.theta is not None:
-            loc = warp.affine_grid(warp.reference_grid(self.ddf.shape[1:4]), self.theta)
-            return warp.resample(image, loc, interpolation).numpy()
+            return warp.warp_affine(image, self.theta, self.ddf.shape[1:4], interpolation).numpy()
         return warp.warp(image, self.ddf, interpolation).numpy()
 
     def __repr__(self) -> str:
@@ -572,9 +571,9 @@ def register_affine(
 
     def objective(p, points, fixed_values, moving_image):
         theta = to_theta(p)
-        loc = warp.affine_grid(points, theta)  # [1, D1, D2, D3, 3]
-        pred = warp.resample(moving_image, loc)
+        pred = warp.warp_affine(moving_image, theta, points=points)  # [1, D1, D2, D3]
         if mask_outside:
+            loc = warp.affine_grid(points, tf.stop_gradient(theta))  # [1, D1, D2, D3, 3]
             inside = tf.reduce_all((loc >= 0.0) & (loc <= upper), axis=-1)
             pred = tf.where(inside, pred, fixed_values)
             value = loss_fn(fixed_values, pred)[0]
@@ -599,8 +598,7 @@ def register_affine(
                     plateau_tol=plateau_tol, plateau_window=plateau_window, chunk=chunk, jit=jit,
                     progress=progress, callback=callback, live_plot=live, desc="affine")
     theta = to_theta(out["params"]).numpy()
-    grid = warp.reference_grid(shape)
-    warped = warp.resample(mov[None], warp.affine_grid(grid, theta)).numpy()
+    warped = warp.warp_affine(mov[None], theta).numpy()
     return RegistrationResult(
         kind="affine", theta=theta, ddf=warp.ddf_from_theta(theta, shape).numpy(), warped=warped,
         history=out["history"], level=out["level"], level_steps=out["level_steps"],
