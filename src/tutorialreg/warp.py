@@ -162,8 +162,8 @@ def warp_affine(
     """Resample ``image`` at ``[p, 1] @ theta`` for every voxel ``p`` of a grid of ``shape``.
 
     The same as ``resample(image, affine_grid(reference_grid(shape), theta))``, computed without building
-    the ``[..., 3]`` location tensor, which makes the gradient with respect to ``theta`` about twice as
-    cheap (the inner loop of affine registration).
+    the ``[..., 3]`` location tensor, which makes value + gradient with respect to ``theta`` about 1.6x
+    faster on a CPU (the inner loop of affine registration).
 
     :param image: ``[batch, m1, m2, m3]`` or ``[batch, m1, m2, m3, c]`` (moving image).
     :param theta: ``[batch, 4, 3]`` (a batch of 1 is broadcast against the image's batch and vice versa).
