@@ -573,6 +573,7 @@ def register_affine(
         theta = to_theta(p)
         pred = warp.warp_affine(moving_image, theta, points=points)  # [1, D1, D2, D3]
         if mask_outside:
+            # where the points land, only to mask: no gradient, and cheap next to the warp's backward pass
             loc = warp.affine_grid(points, tf.stop_gradient(theta))  # [1, D1, D2, D3, 3]
             inside = tf.reduce_all((loc >= 0.0) & (loc <= upper), axis=-1)
             pred = tf.where(inside, pred, fixed_values)

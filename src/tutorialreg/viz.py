@@ -222,6 +222,17 @@ def _as_2d(x: Any, name: str) -> np.ndarray:
     return arr
 
 
+def _as_ddf3d(x: Any, fn: str) -> np.ndarray:
+    """DDF ``[d1, d2, d3, 3]`` float32 (voxels) from that or ``[1, d1, d2, d3, 3]``; ``fn``: the caller."""
+    arr = np.asarray(x, dtype=np.float32)
+    if arr.ndim == 5 and arr.shape[0] == 1:
+        arr = arr[0]
+    if arr.ndim != 4 or arr.shape[-1] != 3:
+        raise ValueError(f"{fn}: ddf must be [d1, d2, d3, 3] (or [1, d1, d2, d3, 3]) displacements in "
+                         f"voxels; got shape {tuple(np.shape(x))}")
+    return arr
+
+
 def _as_ddf2d(x: Any, name: str = "ddf2d") -> np.ndarray:
     arr = np.asarray(x, dtype=np.float32)
     if arr.ndim != 3 or arr.shape[-1] != 2:
@@ -274,12 +285,7 @@ def ddf_slice(ddf: Any, k: int, axis: int = 2) -> np.ndarray:
     rows, then along axis 1 = columns); for ``axis=0``: ``ddf[k, :, :, 1:]``; for ``axis=1``:
     ``ddf[:, k, :, ::2]``. Displacements are in voxels.
     """
-    arr = np.asarray(ddf, dtype=np.float32)
-    if arr.ndim == 5 and arr.shape[0] == 1:
-        arr = arr[0]
-    if arr.ndim != 4 or arr.shape[-1] != 3:
-        raise ValueError(f"ddf_slice: ddf must be [d1, d2, d3, 3] (or [1, d1, d2, d3, 3]); "
-                         f"got shape {tuple(np.shape(ddf))}")
+    arr = _as_ddf3d(ddf, "ddf_slice")
     axis = _check_axis(axis)
     if not 0 <= k < arr.shape[axis]:
         raise ValueError(f"ddf_slice: slice {k} is outside axis {axis} of size {arr.shape[axis]}")
@@ -560,12 +566,7 @@ def plot_grid_3d(ddf: Any, ax: Axes | None = None, step: int = 1, color: str = O
     """
     from mpl_toolkits.mplot3d.art3d import Line3DCollection
 
-    u = np.asarray(ddf, dtype=np.float32)
-    if u.ndim == 5 and u.shape[0] == 1:
-        u = u[0]
-    if u.ndim != 4 or u.shape[-1] != 3:
-        raise ValueError(f"plot_grid_3d: ddf must be [d1, d2, d3, 3] (or [1, d1, d2, d3, 3]) displacements "
-                         f"in voxels; got shape {tuple(np.shape(ddf))}")
+    u = _as_ddf3d(ddf, "plot_grid_3d")
     if ax is None:
         import matplotlib.pyplot as plt
 

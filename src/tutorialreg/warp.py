@@ -90,8 +90,12 @@ def affine_grid(grid, theta) -> tf.Tensor:
         raise ValueError(f"grid must have shape [d1, d2, d3, 3], got {grid.shape}")
     theta = _check_theta(theta)
     coords = _affine_coords(tf.reshape(grid, [1, -1, 3]), theta)
-    spatial = list(grid.shape[:3]) if grid.shape[:3].is_fully_defined() else tf.unstack(tf.shape(grid)[:3])
-    return tf.reshape(tf.stack(coords, axis=-1), [-1, *spatial, 3])
+    return tf.reshape(tf.stack(coords, axis=-1), [-1, *_dims(grid, 0, 3), 3])
+
+
+def _dims(x: tf.Tensor, start: int, stop: int) -> list:
+    """Sizes of axes ``start:stop`` of ``x``: static ints where known, else scalar tensors."""
+    return [d if d is not None else tf.shape(x)[i] for i, d in enumerate(x.shape[start:stop], start)]
 
 
 def _affine_coords(points: tf.Tensor, theta: tf.Tensor) -> list[tf.Tensor]:
@@ -185,7 +189,7 @@ def warp_affine(
             raise ValueError(f"points must have shape [d1, d2, d3, 3], got {points.shape}")
     coords = _affine_coords(tf.reshape(points, [1, -1, 3]), theta)
     values = _sample(vol, coords, interpolation)  # [batch, n, c]
-    return _finish(values, points.shape[:3], squeeze)
+    return _finish(values, _dims(points, 0, 3), squeeze)
 
 
 def ddf_from_theta(theta, shape: Sequence[int]) -> tf.Tensor:
@@ -224,8 +228,7 @@ def resample(vol, loc, interpolation: str = "linear") -> tf.Tensor:
         raise ValueError(f"loc must have shape [batch, D1, D2, D3, 3], got {loc.shape}")
     flat = tf.reshape(loc, [tf.shape(loc)[0], -1, 3])
     values = _sample(vol, [flat[..., a] for a in range(3)], interpolation)
-    spatial = list(loc.shape[1:4]) if loc.shape[1:4].is_fully_defined() else tf.unstack(tf.shape(loc)[1:4])
-    return _finish(values, spatial, squeeze)
+    return _finish(values, _dims(loc, 1, 4), squeeze)
 
 
 def _sample(vol: tf.Tensor, coords: list[tf.Tensor], interpolation: str) -> tf.Tensor:
