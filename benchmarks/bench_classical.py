@@ -33,7 +33,7 @@ from tutorialreg import data, metrics, optimise, warp  # noqa: E402
 AFFINE_SEED = 0  # chapter 4's seed
 # chapter 5's weight sweep: the coarse level only, 150 steps per run
 WEIGHTS = (0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
-SWEEP = dict(levels=((2, 4, 4),), field_sigma=1.0, steps=150, schedule="cosine")
+SWEEP = dict(levels=((2, 4, 4),), field_sigma=1.0, steps=150, decay="cosine")
 
 
 def _load() -> str:
@@ -51,8 +51,8 @@ def affine_case(seed: int) -> dict:
                 moving_labels=warp.resample(hn["labels"][None], read_at).numpy()[0])
 
 
-def run_affine(case: dict, settings: dict) -> dict:
-    r = optimise.register_affine(case["moving"], case["fixed"], progress=False, **settings)
+def run_affine(case: dict, settings: optimise.AffineSettings) -> dict:
+    r = optimise.register_affine(case["moving"], case["fixed"], settings, progress=False)
     err = metrics.affine_error(r.theta, case["theta_true"], case["fixed"].shape)
     dice = metrics.dice(r.warp(case["moving_labels"][None])[0], case["labels"])
     return dict(steps=r.steps, ms_per_step=1000 * r.time_per_step,
@@ -67,8 +67,8 @@ def nonrigid_case() -> dict:
                 hd95_before=metrics.hausdorff95(pr["label0"], pr["label1"]))
 
 
-def run_nonrigid(case: dict, settings: dict) -> dict:
-    r = optimise.register_ddf(case["moving"], case["fixed"], progress=False, **settings)
+def run_nonrigid(case: dict, settings: optimise.NonrigidSettings) -> dict:
+    r = optimise.register_ddf(case["moving"], case["fixed"], settings, progress=False)
     warped_label = r.warp(case["moving_label"][None])[0]
     return dict(steps=r.steps, ms_per_step=1000 * r.time_per_step,
                 level_ms_per_step=[1000 * t for t in r.level_time_per_step], compile_s=r.compile_time,
@@ -128,10 +128,10 @@ def main(argv: list[str] | None = None) -> int:
         show("affine, recommended (chapter 4)", res)
         results["affine_recommended"] = res
         if args.tutorial:
-            res = run_affine(case, dict(loss="ssd", learning_rate=0.01, steps=1001))
+            res = run_affine(case, optimise.AFFINE_TUTORIAL)
             show("affine, tutorial settings (1001 steps)", res)
             results["affine_tutorial"] = res
-            res = run_affine(case, dict(loss="ssd", learning_rate=0.01, steps=1001, mask_outside=True))
+            res = run_affine(case, optimise.AFFINE_TUTORIAL.replace(mask_outside=True))
             show("affine, tutorial settings + mask_outside", res)
             results["affine_tutorial_mask"] = res
         for seed in range(1, args.seeds + 1):
@@ -149,17 +149,19 @@ def main(argv: list[str] | None = None) -> int:
         show("nonrigid, recommended (chapter 5, DVF)", res)
         results["nonrigid_recommended"] = res
         if args.ddf:
-            res = run_nonrigid(case, {**optimise.NONRIGID_RECOMMENDED, "parameterisation": "ddf"})
+            res = run_nonrigid(case, optimise.NONRIGID_RECOMMENDED.replace(parameterisation="ddf"))
             show("nonrigid, recommended but DDF", res)
             results["nonrigid_ddf"] = res
         if args.sweep:
             for w in WEIGHTS:
                 for par in ("ddf", "dvf"):
-                    res = run_nonrigid(case, {**SWEEP, "parameterisation": par, "deform_weight": w})
+                    settings = optimise.NONRIGID_TUTORIAL.replace(**SWEEP, parameterisation=par,
+                                                                  deform_weight=w)
+                    res = run_nonrigid(case, settings)
                     show(f"nonrigid, {par}, deform_weight {w}", res)
                     results[f"nonrigid_{par}_w{w}"] = res
         if args.tutorial:
-            res = run_nonrigid(case, {})
+            res = run_nonrigid(case, optimise.NONRIGID_TUTORIAL)
             show("nonrigid, tutorial settings (3001 steps, DDF, full size)", res)
             results["nonrigid_tutorial"] = res
         print(f"  ({_load()})", flush=True)

@@ -1,4 +1,4 @@
-"""The book's structure, without executing it (nbval and ``jupyter-book build`` execute the chapters).
+"""The book's structure, without executing it (the rehearsal, ``make book`` and nbval execute chapters).
 
 - every chapter in ``_toc.yml`` has its MyST ``.md`` (the Sphinx source) and, in sync with it, an output-free
   ``.ipynb`` at the path the Colab launch button opens;
@@ -21,12 +21,25 @@ import pytest
 import yaml
 from IPython.core.inputtransformer2 import TransformerManager
 
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTERS = [  # the tutorial's order; file names are fixed
     "book/01_introduction", "book/02_concepts", "book/03_losses", "book/04_affine_ct",
     "book/05_nonrigid_mr", "book/06_deep_learning_lung_ct", "book/06b_mr_ultrasound", "book/07_conclusion",
 ]
-REPO_URL = "https://github.com/tutorialreg/tutorialreg"
+# The project's address: pyproject.toml [project.urls] Repository (tools/set_repository.py sets it).
+REPO_URL = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["urls"]["Repository"]
+REPO_PATH = REPO_URL.split("github.com/", 1)[1]  # owner/name
+
+
+def colab_link(chapter: str) -> str:
+    """The Colab launch link a chapter page must have: the committed notebook on the configured branch."""
+    branch = yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]["branch"]
+    return f"https://colab.research.google.com/github/{REPO_PATH}/blob/{branch}/{chapter}.ipynb"
 
 
 def _config() -> dict:
@@ -91,7 +104,7 @@ def test_colab_notebook_exists_where_the_launch_button_points(chapter):
     rel = f"{base}/{chapter}.ipynb" if base else f"{chapter}.ipynb"
     url = f"{config['launch_buttons']['colab_url']}/github/{repo['url'].split('github.com/')[1]}/blob/" \
           f"{repo['branch']}/{rel}"
-    assert url == f"https://colab.research.google.com/github/tutorialreg/tutorialreg/blob/main/{chapter}.ipynb"
+    assert url == colab_link(chapter)
     assert (ROOT / rel).is_file(), f"the Colab button of {chapter} opens {url}, but {rel} does not exist"
 
 
@@ -130,7 +143,7 @@ def test_ipynb_is_committed_without_outputs(chapter):
 def test_first_code_cell_installs_the_package_in_colab_only(chapter, md_notebook):
     first = code_cells(md_notebook)[0]
     assert re.search(r"""if\s+["']google\.colab["']\s+in\s+sys\.modules\s*:""", first), first
-    assert re.search(r"%pip install .*git\+https://github\.com/tutorialreg/tutorialreg", first), first
+    assert re.search(rf"%pip install .*git\+{re.escape(REPO_URL)}", first), first
     namespace: dict = {}
     exec(compile(python_of(first), f"{chapter}: cell 1", "exec"), namespace)  # outside Colab: a no-op
     assert "get_ipython" not in namespace
@@ -165,7 +178,7 @@ def test_config_builds_from_md_with_cached_execution_that_fails_on_errors():
     assert config["execute"]["timeout"] >= 1800
     assert config["execute"]["allow_errors"] is False
     assert config["launch_buttons"]["colab_url"] == "https://colab.research.google.com"
-    assert config["repository"] == {"url": REPO_URL, "branch": "main", "path_to_book": ""}
+    assert config["repository"]["url"] == REPO_URL and config["repository"]["path_to_book"] == ""
 
 
 def test_config_needs_no_network_to_read():
@@ -223,6 +236,19 @@ def test_static_check_reads_math_and_slice_browser_state(checker):
     assert frame != checker.browser_state(dom.replace("AAA", "BBB"), "b")[0]
 
 
+def test_static_check_finds_parameter_sliders_and_moves_them(checker):
+    page = """<html><body><div id="tr-fs-3" class="tutorialreg-frame-slider">
+    <img id="tr-fs-3-img" src="data:image/png;base64,AAA">
+    <input type="range" id="tr-fs-3-range" min="0" max="4">
+    <span id="tr-fs-3-label">alpha = 0.0</span></div></body></html>"""
+    scan = checker.scan_page(page)
+    assert scan.sliders == ["tr-fs-3"] and scan.browsers == []
+    moved = checker.with_slider_moves(page, scan.sliders)
+    assert moved.index('["tr-fs-3"]') < moved.index("</body>")
+    assert 'dispatchEvent(new Event("input"' in moved and moved.startswith(page[:200])
+    assert checker.browser_state(page, "tr-fs-3")[1] == "alpha = 0.0"
+
+
 def test_built_pages_launch_colab_on_the_committed_notebook():
     """Only when the book has been built: each chapter page's Colab link opens the .ipynb of that chapter."""
     html = ROOT / "_build" / "html"
@@ -231,5 +257,4 @@ def test_built_pages_launch_colab_on_the_committed_notebook():
         pytest.skip("book not built (jupyter-book build .)")
     for chapter_name, page in pages:
         links = set(re.findall(r'https://colab\.research\.google\.com/github/[^"]+', page.read_text()))
-        assert links == {f"https://colab.research.google.com/github/tutorialreg/tutorialreg/blob/main/"
-                         f"{chapter_name}.ipynb"}, (chapter_name, links)
+        assert links == {colab_link(chapter_name)}, (chapter_name, links)

@@ -104,3 +104,26 @@ def test_affine_error_agrees_with_image_round_trip():
     back = warp.resample(moving, warp.affine_grid(warp.reference_grid(vol.shape), est)).numpy()[0]
     assert metrics.affine_error(est, theta_true, vol.shape).max < 1e-3
     assert np.abs(back - vol)[4:-4, 4:-4, 4:-4].mean() < 0.02
+
+
+def test_folding_of_a_non_finite_field_is_an_error_never_zero():
+    from tutorialreg.checks import NonFiniteError
+
+    ddf = np.zeros((5, 6, 7, 3))
+    ddf[2, 3, 4, 1] = np.nan
+    with pytest.raises(NonFiniteError, match="ddf holds 1 NaN"):
+        metrics.folding_fraction(ddf)
+    ddf[2, 3, 4, 1] = np.inf
+    with pytest.raises(NonFiniteError, match="1 infinite"):
+        metrics.jacobian_determinant(ddf[None])
+
+
+def test_log_jacobian_std_is_zero_for_an_affine_and_matches_numpy():
+    grid = np.stack(np.meshgrid(*[np.arange(n, dtype=float) for n in (6, 7, 8)], indexing="ij"), -1)
+    affine = grid @ np.diag([0.2, -0.1, 0.05])  # x + ddf = diag(1.2, 0.9, 1.05) x
+    assert metrics.log_jacobian_std(affine) == pytest.approx(0.0, abs=1e-9)
+    rng = np.random.default_rng(0)
+    ddf = rng.normal(0, 0.3, (6, 7, 8, 3))
+    jac = metrics.jacobian_determinant(ddf)
+    expected = np.std(np.log(np.maximum(np.abs(jac), 1e-9)))
+    assert metrics.log_jacobian_std(ddf) == pytest.approx(expected)

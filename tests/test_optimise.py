@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from tutorialreg import metrics, optimise, warp
+from tutorialreg import callbacks, metrics, optimise, warp
+from tutorialreg.optimise import pyramid
 
 
 def _blobs(shape, centres, sigma, grid=None):
@@ -62,37 +65,18 @@ def test_adam_update_matches_keras():
     np.testing.assert_allclose(p.numpy(), var.numpy(), rtol=1e-5, atol=1e-6)
 
 
-def test_centred_parameterisation_round_trip():
-    shape = (20, 24, 16)
-    lin, shift = optimise.centred_from_affine(warp.IDENTITY_THETA, shape)
-    np.testing.assert_allclose(lin, np.eye(3), atol=1e-6)
-    np.testing.assert_allclose(shift, 0.0, atol=1e-6)
-    theta = warp.random_affine(1, 0.2, seed=4).numpy()
-    back = optimise.affine_from_centred(*optimise.centred_from_affine(theta, shape), shape).numpy()
-    np.testing.assert_allclose(back, theta, atol=1e-5)
-
-
-def test_field_smoothing_matches_scipy():
-    from scipy import ndimage
-
-    u = np.random.default_rng(0).normal(size=(1, 6, 9, 7, 3)).astype(np.float32)
-    smoothed = optimise._smooth_field(tf.constant(u), 1.0).numpy()
-    expected = ndimage.gaussian_filter(u, (0, 1, 1, 1, 0), mode="nearest", truncate=3.0)
-    np.testing.assert_allclose(smoothed, expected, atol=1e-5)
-
-
 @pytest.mark.parametrize("factor", [(2, 2, 2), (1, 2, 4), (4, 2, 1)])
 def test_pyramid_levels_keep_voxel_coordinates(factor):
     """A linear field written in a level's voxels comes back exactly when upsampled to full size."""
     shape = (16, 24, 20)
     a = np.array([[0.02, -0.01, 0.03], [0.01, 0.02, 0.0], [-0.02, 0.01, 0.01]])
-    points = optimise._level_points(shape, factor)  # full-size coordinates of the level's voxels
+    points = pyramid.level_points(shape, factor)  # full-size coordinates of the level's voxels
     assert points.shape[:3] == tuple(d // f for d, f in zip(shape, factor, strict=True))
     np.testing.assert_allclose(points.mean(axis=(0, 1, 2)), [(d - 1) / 2 for d in shape])  # centred
     coarse = (points @ a) / np.asarray(factor)  # displacement in the level's voxels
     coarse = tf.constant(coarse[None], tf.float32)
-    full = optimise._resample_field(coarse, shape, factor, (1, 1, 1)).numpy()[0]
-    grid = optimise._level_points(shape, (1, 1, 1))
+    full = pyramid.resample_field(coarse, shape, factor, (1, 1, 1)).numpy()[0]
+    grid = pyramid.level_points(shape, (1, 1, 1))
     inside = tuple(slice(f, d - f) for d, f in zip(shape, factor, strict=True))  # borders are clamped
     np.testing.assert_allclose(full[inside], (grid @ a)[inside], atol=1e-4)
 
@@ -106,7 +90,7 @@ def test_gradient_of_affine_objective_matches_finite_differences(smooth_volume):
     lin = tf.constant(np.eye(3, dtype=np.float32) * 1.01)
 
     def objective(shift):
-        theta = optimise.affine_from_centred(lin, shift, shape)
+        theta = warp.affine_from_centred(lin, shift, shape)
         return tf.reduce_mean(tf.square(warp.resample(moving, warp.affine_grid(grid, theta)) - fixed))
 
     shift = tf.constant([0.013, -0.021, 0.017])
@@ -129,7 +113,7 @@ def test_affine_recovers_a_known_transform(smooth_volume):
     before = metrics.affine_error(warp.IDENTITY_THETA, theta_true, shape).mean
     result = optimise.register_affine(
         moving, smooth_volume, coordinates="centred", mask_outside=True, levels=(2, 1), smoothing=(1.0, 0.0),
-        learning_rate=(0.02, 0.005), steps=(100, 100), schedule="cosine", progress=False)
+        learning_rate=(0.02, 0.005), steps=(100, 100), decay="cosine", progress=False)
     err = metrics.affine_error(result.theta, theta_true, shape)
     assert before > 1.0
     assert err.mean < 0.05 and err.max < 0.12, (before, err)  # what is left is linear-interpolation bias
@@ -143,7 +127,7 @@ def test_affine_tutorial_settings_run_and_improve(smooth_volume):
     theta_true = warp.random_affine(1, 0.1, seed=1)
     moving = warp.resample(smooth_volume[None], warp.affine_grid(warp.reference_grid(shape), theta_true))
     result = optimise.register_affine(moving, smooth_volume, steps=40, progress=False)
-    assert result.settings["coordinates"] == "voxel" and result.steps == 40
+    assert result.settings.coordinates == "voxel" and result.steps == 40
     assert len(result.history["ssd"]) == 40 and len(result.history["total"]) == 40
     assert result.history["ssd"][-1] < result.history["ssd"][0]
 
@@ -210,30 +194,59 @@ def test_same_seed_same_numbers(blob_pair):
         np.testing.assert_array_equal(a.history[name], b.history[name])
 
 
-def test_plateau_stops_early_and_callbacks_see_every_chunk(smooth_volume):
-    calls = []
-
-    class Recorder:
-        def __init__(self):
-            self.steps = []
-            self.closed = False
-
-        def update(self, step, **terms):
-            self.steps.append(step)
-
-        def close(self):
-            self.closed = True
-
-    live = Recorder()
+def test_plateau_stops_early_and_callbacks_see_every_step(smooth_volume):
+    recorder = callbacks.Recorder()
     result = optimise.register_affine(
         smooth_volume, smooth_volume, coordinates="centred", learning_rate=0.001, steps=1000, chunk=10,
-        plateau_tol=0.01, plateau_window=10, progress=False, callback=lambda s, t: calls.append((s, t)),
-        live_plot=live)
+        plateau_tol=0.01, plateau_window=10, progress=False, callbacks=[recorder])
     assert result.stopped_early and result.steps < 1000
     assert len(result.history["ssd"]) == result.steps
-    assert [s for s, _ in calls] == list(range(10, result.steps + 1, 10))
-    assert set(calls[-1][1]) == {"total", "ssd"}
-    assert live.steps == list(range(result.steps)) and live.closed
+    assert set(recorder.values) == {"total", "ssd"} and recorder.closed
+    assert recorder.steps["ssd"] == list(range(result.steps))
+    np.testing.assert_allclose(recorder.values["ssd"], result.history["ssd"], rtol=1e-6)
+
+
+def test_callbacks_are_closed_when_the_run_fails(blob_pair):
+    moving, fixed = blob_pair
+    recorder = callbacks.Recorder()
+    with pytest.raises(ValueError, match="NaN/inf"):
+        optimise.register_ddf(moving, fixed, learning_rate=1e30, steps=20, chunk=10, progress=False,
+                              jit=False, callbacks=[recorder])
+    assert recorder.closed
+
+
+def test_settings_are_frozen_and_replace_reaches_the_schedule():
+    s = optimise.AFFINE_RECOMMENDED.replace(decay="constant", mask_outside=False)
+    assert s.schedule.decay == "constant" and not s.mask_outside
+    assert optimise.AFFINE_RECOMMENDED.schedule.decay == "cosine" and optimise.AFFINE_RECOMMENDED.mask_outside
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        optimise.AFFINE_RECOMMENDED.loss = "ncc"  # type: ignore[misc]
+    with pytest.raises(ValueError, match="unknown setting"):
+        optimise.NONRIGID_TUTORIAL.replace(stepz=3)
+    with pytest.raises(ValueError, match="one per level"):
+        optimise.Schedule(levels=(2, 1), steps=(1, 2, 3))
+    with pytest.raises(ValueError, match="deform_weight"):
+        optimise.NonrigidSettings(deform_weight=-1.0)
+    levels = optimise.NONRIGID_RECOMMENDED.schedule.resolve((32, 128, 128))
+    assert [lv.factor for lv in levels] == [(2, 4, 4), (1, 2, 2)]
+    assert [lv.sigma for lv in levels] == [(1.0, 2.0, 2.0), (0.0, 1.0, 1.0)]
+
+
+def test_refinement_never_raises_the_loss_it_optimises(blob_pair):
+    """Started from a poor field or from a good one, the refined objective is never above the start's."""
+    moving, fixed = blob_pair
+    shifted = np.zeros((1, *fixed.shape, 3), np.float32)
+    shifted[..., 1] = 2.5  # the right answer, roughly: the blob moved +2.5 voxels along axis 1
+    settings = dict(image_loss_kwargs={"kernel_size": 5}, steps=(20, 20), jit=False)
+    for start in (np.zeros_like(shifted), -shifted, shifted):
+        out = optimise.refine_ddf(moving, fixed, start, **settings)
+        assert out.loss_after <= out.loss_before
+        assert out.ddf.shape == start.shape and out.warped.shape == (1, *fixed.shape)
+        if not out.improved:
+            np.testing.assert_array_equal(out.ddf, start)
+    poor = optimise.refine_ddf(moving, fixed, np.zeros_like(shifted), **settings)
+    assert poor.improved and poor.loss_after < poor.loss_before
+    assert metrics.folding_fraction(poor.ddf) == 0.0
 
 
 # ---------------------------------------------------------------------------------------------- bad input
@@ -259,7 +272,7 @@ def test_bad_input_raises_value_error_naming_the_problem(blob_pair):
         optimise.register_ddf(moving, fixed, levels=(8,), steps=1, progress=False)
     with pytest.raises(ValueError, match="coordinates"):
         optimise.register_affine(moving, fixed, coordinates="physical", steps=1, progress=False)
-    with pytest.raises(ValueError, match="schedule"):
-        optimise.register_affine(moving, fixed, schedule="step", steps=1, progress=False)
+    with pytest.raises(ValueError, match="decay"):
+        optimise.register_affine(moving, fixed, decay="step", steps=1, progress=False)
     with pytest.raises(ValueError, match="NaN"):
         optimise.register_affine(np.full_like(moving, np.nan), fixed, steps=1, progress=False)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import json
 import os
+import resource
+import signal
 import subprocess
 import sys
 import textwrap
@@ -14,6 +16,7 @@ import numpy as np
 import pytest
 import yaml
 
+from tutorialreg import checkpoints, data, predict
 from tutorialreg import train as tr
 
 PAIRS = {"train": ["obs000", "obs001", "obs002", "obs003"], "valid": ["obs004"], "test": ["obs005", "obs006"]}
@@ -37,7 +40,8 @@ def pairs_root(tmp_path_factory) -> Path:
 
 def _config(root: Path, log_dir: Path, **train) -> dict:
     return {
-        "dataset": {"name": str(root), "image_shape": SHAPE, "label_channels": 6},
+        "dataset": {"name": str(root), "image_shape": SHAPE, "label_channels": 6,
+                    "moving_placement": "centre"},
         "train": {
             "method": "ddf",
             "backbone": {"name": "local", "num_channel_initial": 2, "extract_levels": [0, 1, 2],
@@ -58,26 +62,11 @@ def _config(root: Path, log_dir: Path, **train) -> dict:
 
 
 def _run(cfg, **kwargs) -> tr.TrainResult:
-    return tr.train(cfg, plot=False, progress=False, **kwargs)
+    return tr.train(cfg, progress=False, **kwargs)
 
 
-def test_config_defaults_fast_section_and_errors(tmp_path, monkeypatch, pairs_root):
-    raw = {"dataset": {"name": "x", "image_shape": [8, 8, 8]}, "fast": {"train": {"epochs": 1}}}
-    monkeypatch.delenv("TUTORIALREG_FAST", raising=False)
-    cfg = tr.load_config(raw)
-    assert cfg["train"]["epochs"] == tr.DEFAULTS["train"]["epochs"]
-    assert cfg["train"]["loss"]["label"]["name"] == "dice"
-    monkeypatch.setenv("TUTORIALREG_FAST", "1")
-    assert tr.load_config(raw)["train"]["epochs"] == 1
-    path = tmp_path / "c.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    assert tr.load_config(path, {"train": {"epochs": 5}})["train"]["epochs"] == 5
-    with pytest.raises(ValueError, match="unknown config key 'train.epoch'"):
-        tr.load_config(raw, {"train": {"epoch": 3}})
-    with pytest.raises(ValueError, match="train.method"):
-        tr.load_config(raw, {"train": {"method": "bspline"}})
-    with pytest.raises(ValueError, match="image_shape"):
-        tr.load_config({"dataset": {"name": "x"}})
+def _names(log_dir: Path) -> list[str]:
+    return [p.name for p in checkpoints.find(log_dir)]
 
 
 def test_weakly_supervised_training_lowers_the_loss_and_predict_writes_everything(tmp_path, pairs_root):
@@ -87,8 +76,7 @@ def test_weakly_supervised_training_lowers_the_loss_and_predict_writes_everythin
     loss = result.history["loss"]
     assert loss[-1] < loss[0] - 0.01, loss
     assert len(result.history["val_dice"]) == 6 and result.pairs_per_second > 0
-    ckpts = tmp_path / "log" / "checkpoints"
-    assert json.loads((ckpts / "checkpoint.json").read_text())["all"] == ["epoch-0003", "epoch-0006"]
+    assert _names(tmp_path / "log") == ["epoch-0006.ckpt.npz", "epoch-0003.ckpt.npz"]
     assert (tmp_path / "log" / "model.keras").is_file() and (tmp_path / "log" / "config.yaml").is_file()
 
     pred = tr.predict(cfg, split="test", return_arrays=True)
@@ -100,75 +88,135 @@ def test_weakly_supervised_training_lowers_the_loss_and_predict_writes_everythin
         n_labels = len([r for r in pred.rows if r["pair"] == i])
         assert n_labels >= 2
         for j in range(n_labels):
-            for kind in ("fixed_image", "fixed_label", "moving_image", "moving_label", "pred_fixed_image",
-                         "pred_fixed_label"):
+            for kind in predict.PNG_KINDS:
                 pngs = sorted((out / f"pair_{i}_label_{j}" / kind).glob("*.png"))
                 assert len(pngs) == SHAPE[2], (i, j, kind)
-                assert (out / f"pair_{i}_label_{j}" / kind / f"depth0_{kind}.png") in pngs
         assert pred.pairs[i]["name"] == name and pred.pairs[i]["ddf"].shape == (*SHAPE, 3)
     with open(out / "metrics.csv") as f:
         rows = list(csv.DictReader(f))
     assert {"dice", "dice_before", "hd95", "centroid", "folding_fraction"} <= set(rows[0])
-    assert [r["pair"] for r in rows if not r["pair"].isdigit()][:2] == ["mean", "mean"]
     assert {r["pair"] for r in rows} >= {"0", "1", "mean", "std"}
-    gland = [r for r in rows if r["pair"] == "mean" and r["label"] == "0"][0]
-    assert 0.0 <= float(gland["dice"]) <= 1.0 and 0.0 <= float(gland["folding_fraction"]) <= 1.0
+    np.testing.assert_allclose(pred.values("dice", 0), [r["dice"] for r in pred.rows if r["label"] == 0])
+    assert len(pred.values("centroid", "landmarks")) == sum(r["label"] > 0 for r in pred.rows)
     assert "mean" in pred.table(0)
-    fig = tr.prediction_figure(out, pair=0, label=0, depths=[4, 8])
-    assert len(fig.axes) >= 16  # 2 rows of 8 panels (+ colour bars)
-    assert fig.axes[0].get_title() == "fixed label"
 
 
-def test_resume_continues_exactly(tmp_path, pairs_root):
-    straight = _run(_config(pairs_root, tmp_path / "a", epochs=2, augment_scale=0.1))
-    first = _run(_config(pairs_root, tmp_path / "b", epochs=1, augment_scale=0.1))
-    assert first.epochs_done == 1
-    resumed = _run(_config(pairs_root, tmp_path / "b", epochs=2, augment_scale=0.1), resume=True)
-    assert resumed.epochs_done == 2 and "resumed from epoch-0001" in resumed.messages[0]
-    np.testing.assert_allclose(resumed.history["loss"], straight.history["loss"], rtol=1e-4)
-    for a, b in zip(straight.model.get_weights(), resumed.model.get_weights(), strict=True):
-        np.testing.assert_allclose(a, b, atol=1e-5)
+def test_a_short_training_improves_dice_on_pairs_it_did_not_train_on(tmp_path, pairs_root):
+    cfg = _config(pairs_root, tmp_path / "log", epochs=8, save_period=8, augment_scale=0.0)
+    result = _run(cfg)
+    pred = tr.predict(cfg, result.checkpoint, split="test", write=False)
+    before, after = pred.values("dice_before", 0), pred.values("dice", 0)
+    assert after.mean() > before.mean() + 0.02, (before, after)
 
 
-def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, pairs_root):
-    good = _run(_config(pairs_root, tmp_path / "log", epochs=1))
-    weights = [w.copy() for w in good.model.get_weights()]
-    cfg = _config(pairs_root, tmp_path / "log", epochs=3)
-    cfg["train"]["loss"]["image"]["weight"] = float("nan")
-    bad = _run(cfg, resume=True)
-    assert bad.stopped == "nan" and bad.epochs_done == 1
-    assert any("non-finite loss" in m for m in bad.messages)
-    assert tr.latest_checkpoint(tmp_path / "log").name == "epoch-0001.weights.h5"
-    for a, b in zip(weights, bad.model.get_weights(), strict=True):
-        np.testing.assert_array_equal(a, b)
-
-
-def test_interrupt_saves_a_checkpoint_to_resume_from(tmp_path, pairs_root, monkeypatch):
+def test_interrupted_and_resumed_training_ends_exactly_where_an_uninterrupted_one_does(tmp_path, pairs_root,
+                                                                                       monkeypatch):
+    """Ctrl-C in the middle of epoch 2, then resume: bit-identical weights and history on the CPU."""
+    straight = _run(_config(pairs_root, tmp_path / "a", epochs=3, augment_scale=0.1, save_period=5))
     calls = {"n": 0}
-    original = tr._Pairs.batches
+    original = data.PairArrays.batches
 
     def interrupted(self, *args, **kwargs):
         for batch in original(self, *args, **kwargs):
             calls["n"] += kwargs.get("shuffle", True)  # training batches only, not validation
             if calls["n"] == 4:  # second step of the second epoch (2 steps per epoch)
-                raise KeyboardInterrupt
+                signal.raise_signal(signal.SIGINT)
             yield batch
 
-    monkeypatch.setattr(tr._Pairs, "batches", interrupted)
-    cfg = _config(pairs_root, tmp_path / "log", epochs=3, save_period=5)
-    result = _run(cfg)
-    assert result.stopped == "interrupted" and result.epochs_done == 1
-    assert tr.latest_checkpoint(tmp_path / "log").name == "interrupted-epoch-0001.weights.h5"
-    monkeypatch.setattr(tr._Pairs, "batches", original)
+    monkeypatch.setattr(data.PairArrays, "batches", interrupted)
+    cfg = _config(pairs_root, tmp_path / "b", epochs=3, augment_scale=0.1, save_period=5)
+    first = _run(cfg)
+    assert first.stopped == "interrupted" and first.epochs_done == 1
+    assert _names(tmp_path / "b") == ["interrupted-epoch-0001.ckpt.npz"]
+    monkeypatch.setattr(data.PairArrays, "batches", original)
     resumed = _run(cfg, resume=True)
     assert resumed.stopped == "completed" and resumed.epochs_done == 3
+    assert "resumed from interrupted-epoch-0001 (epoch 1)" in resumed.messages
+    assert resumed.history["loss"] == straight.history["loss"]
+    for a, b in zip(straight.model.get_weights(), resumed.model.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_huge_learning_rate_never_crashes(tmp_path, pairs_root):
+    """Learning rates of 1 and above used to send NaN displacements into the gather and crash TensorFlow."""
+    for lr in (1.0, 1e3):
+        opt = {"name": "Adam", "learning_rate": lr}
+        cfg = _config(pairs_root, tmp_path / f"lr{lr:g}", epochs=2, optimizer=opt)
+        assert _run(cfg).stopped in ("completed", "nan")
+
+
+def test_a_non_finite_loss_stops_training_and_keeps_the_last_good_state(tmp_path, pairs_root, monkeypatch):
+    good = _run(_config(pairs_root, tmp_path / "log", epochs=1))
+    weights = [w.copy() for w in good.model.get_weights()]
+    original = data.PairArrays.batches
+
+    def poisoned(self, *args, **kwargs):
+        for batch in original(self, *args, **kwargs):
+            batch["fixed_label"][0, 3, 3, 3, 0] = np.nan
+            yield batch
+
+    monkeypatch.setattr(data.PairArrays, "batches", poisoned)
+    bad = _run(_config(pairs_root, tmp_path / "log", epochs=4), resume=True)
+    assert bad.stopped == "nan" and bad.epochs_done == 1
+    assert any("non-finite loss" in m and "epoch 2, step 1" in m for m in bad.messages), bad.messages
+    assert _names(tmp_path / "log")[0] == "epoch-0001.ckpt.npz"
+    for a, b in zip(weights, bad.model.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_full_disk_stops_training_with_a_message_and_keeps_the_checkpoints(tmp_path, pairs_root):
+    """A file-size limit makes every write past it fail, as a full disk does; no crash, nothing lost."""
+    cfg = _config(pairs_root, tmp_path / "log", epochs=3)
+    (tmp_path / "c.json").write_text(json.dumps(cfg))
+    first = _run({**cfg, "train": {**cfg["train"], "epochs": 1}})
+    assert first.stopped == "completed"
+    size = (tmp_path / "log" / "checkpoints" / "epoch-0001.ckpt.npz").stat().st_size
+    script = textwrap.dedent(f"""
+        import json, resource, signal
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit then fails with EFBIG
+        resource.setrlimit(resource.RLIMIT_FSIZE, ({size // 2}, {size // 2}))
+        from tutorialreg import train
+        r = train.train(json.load(open({str(tmp_path / "c.json")!r})), resume=True, progress=False)
+        print("STOPPED", r.stopped, r.epochs_done)
+    """)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "STOPPED save_failed 2" in done.stdout
+    assert "could not write" in done.stderr and "earlier checkpoints are kept" in done.stderr
+    assert _names(tmp_path / "log") == ["epoch-0001.ckpt.npz"]
+    path, state, _ = checkpoints.restore_latest(tmp_path / "log", tr.Trainer(tr.load_config(cfg)).model)
+    assert state["epochs_done"] == 1
+    assert resource.getrlimit(resource.RLIMIT_FSIZE)[0] == resource.RLIM_INFINITY  # this process untouched
+
+
+def test_predict_refuses_unknown_splits_and_other_architectures(tmp_path, pairs_root):
+    cfg = _config(pairs_root, tmp_path / "log", epochs=1)
+    _run(cfg)
+    with pytest.raises(FileNotFoundError, match="tset"):
+        tr.predict(cfg, split="tset")
+    other = _config(pairs_root, tmp_path / "log", epochs=1)
+    other["train"]["backbone"]["num_channel_initial"] = 3
+    with pytest.raises(checkpoints.CheckpointError, match="another architecture"):
+        tr.predict(other, split="test")
+
+
+def test_prediction_with_refinement_never_raises_the_refined_loss(tmp_path, pairs_root):
+    cfg = _config(pairs_root, tmp_path / "log", epochs=2)
+    _run(cfg)
+    plain = tr.predict(cfg, split="test", write=False, return_arrays=True)
+    refined = tr.predict(cfg, split="test", write=False, return_arrays=True, refine_steps=10)
+    assert all(r["refine_seconds"] > 0 for r in refined.rows)
+    assert np.all(np.isfinite(refined.values("dice", 0)))
+    assert [p["ddf"].shape for p in refined.pairs] == [p["ddf"].shape for p in plain.pairs]
 
 
 def test_command_line_train_and_predict(tmp_path, pairs_root):
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(_config(pairs_root, tmp_path / "log", epochs=1)))
     assert tr.main(["--config", str(path)]) == 0
-    assert tr.predict_main(["--config", str(path), "--split", "valid"]) == 0
+    assert predict.main(["--config", str(path), "--split", "valid"]) == 0
     assert (tmp_path / "log" / "valid" / "metrics.csv").is_file()
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     for module in ("tutorialreg.train", "tutorialreg.predict"):
@@ -188,7 +236,7 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path, pairs_root):
         from tutorialreg import train
         strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
         cfg = json.load(open({str(tmp_path / "c.json")!r}))
-        r = train.train(cfg, plot=False, progress=False, strategy=strategy)
+        r = train.train(cfg, progress=False, strategy=strategy)
         assert r.stopped == "completed" and len(r.history["loss"]) == 1, r
         print("OK", r.history["loss"][0])
     """)

@@ -11,27 +11,16 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+from matplotlib.axes import Axes
+from matplotlib.colors import is_color_like, to_rgb
+from matplotlib.figure import Figure
+from PIL import Image
+from test_viz_support import PNG_SIGNATURE, close_figures, widget_tree  # noqa: F401
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-from matplotlib.axes import Axes  # noqa: E402
-from matplotlib.colors import is_color_like, to_rgb  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from PIL import Image  # noqa: E402
-
-from tutorialreg import viz  # noqa: E402
-
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-@pytest.fixture(autouse=True)
-def _close_figures():
-    yield
-    plt.close("all")
+from tutorialreg import viz
 
 
 def _volume(shape=(24, 20, 12), seed=0) -> np.ndarray:
@@ -204,19 +193,22 @@ def test_plot_grid_3d_draws_both_lattices():
         viz.plot_grid_3d(ddf, ax=plt.subplots()[1])
 
 
-@pytest.mark.parametrize("kind, n_used", [("unsupervised", 9), ("weakly-supervised", 12), ("combined", 13)])
+@pytest.mark.parametrize("kind, n_used", [("unsupervised", 9), ("weakly-supervised", 13), ("combined", 14)])
 def test_plot_training_schematic_fades_unused_parts(kind, n_used):
+    from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+
     ax = viz.plot_training_schematic(kind)
     assert isinstance(ax, Axes)
     assert ax.get_title() == f"{kind.replace('-', ' ')} training of a registration network"
-    boxes = ax.patches
-    assert len(boxes) == 13
+    boxes = [p for p in ax.patches if isinstance(p, FancyBboxPatch)]
+    assert len(boxes) == 14
     assert sum(b.get_edgecolor()[3] == 1.0 for b in boxes) == n_used
-    arrows = [t for t in ax.texts if t.get_text() == ""]
-    labels = {t.get_text(): t.get_alpha() for t in ax.texts if t.get_text()}
-    assert len(arrows) == 15 and len(labels) == 12  # 13 boxes, two of them named "warping"
-    assert (labels["image loss\n(vs fixed image)"] == 1.0) == (kind != "weakly-supervised")
-    assert (labels["label loss\n(vs fixed label)"] == 1.0) == (kind != "unsupervised")
+    arrows = [p for p in ax.patches if isinstance(p, FancyArrowPatch)]
+    labels = {t.get_text(): t.get_alpha() for t in ax.texts}
+    assert len(arrows) == 17 and len(labels) == 13  # 14 boxes, two of them named "warping"
+    assert (labels["image loss"] == 1.0) == (kind != "weakly-supervised")
+    assert (labels["label loss"] == 1.0) == (kind != "unsupervised")
+    assert (labels["fixed label"] == 1.0) == (kind != "unsupervised")
     assert labels["network"] == labels["regulariser\n(on the DDF)"] == 1.0
 
 
@@ -365,14 +357,7 @@ def test_widget_slider_changes_image():
     widgets = pytest.importorskip("ipywidgets")
     b = viz.slice_browser(_volume(), labels=_label(), titles=["vol"], mode="widget")
     assert b.mode == "widget" and b._repr_html_() is None
-    box = b.widget()
-
-    def walk(w):
-        yield w
-        for child in getattr(w, "children", ()):
-            yield from walk(child)
-
-    parts = list(walk(box))
+    parts = widget_tree(b.widget())
     image = next(w for w in parts if isinstance(w, widgets.Image))
     slider = next(w for w in parts if isinstance(w, widgets.IntSlider))
     axis_dd = next(w for w in parts if isinstance(w, widgets.Dropdown))
@@ -392,7 +377,7 @@ def test_live_loss_plot_headless():
     live = viz.LiveLossPlot(every=2)
     assert live.live is False  # not in a kernel: nothing is drawn
     for step in range(5):
-        live.update(step, loss=1.0 / (step + 1), smooth=np.float32(0.1))
+        live.on_step(step, {"loss": 1.0 / (step + 1), "smooth": np.float32(0.1)})
     live.close()
     assert live.history["loss"][:2] == [1.0, 0.5] and live.steps["smooth"] == [0, 1, 2, 3, 4]
     fig = live.figure()
@@ -405,20 +390,16 @@ def test_live_loss_plot_in_a_kernel_updates_one_display(monkeypatch):
     display_mod = pytest.importorskip("IPython.display")
     shown: list[str] = []
 
-    class Handle:
-        def update(self, obj):
-            shown.append("update")
-
-    def fake_display(obj, display_id=False):
+    def fake_display(obj, display_id=None):
         assert isinstance(obj, display_mod.Image) and obj.data.startswith(PNG_SIGNATURE)
         shown.append("display")
-        return Handle()
 
-    monkeypatch.setattr(viz, "_in_kernel", lambda: True)
+    monkeypatch.setattr(viz._common, "in_kernel", lambda: True)
     monkeypatch.setattr(display_mod, "display", fake_display)
+    monkeypatch.setattr(display_mod, "update_display", lambda obj, display_id: shown.append("update"))
     live = viz.LiveLossPlot(every=3, min_interval_s=0.0)
     for step in range(7):
-        live.update(step, loss=1.0 / (step + 1))
+        live.on_step(step, {"loss": 1.0 / (step + 1)})
     assert shown == ["display", "update"]  # calls 3 and 6
     live.close()
     assert shown == ["display", "update", "update"]  # the final curves

@@ -250,7 +250,7 @@ def test_warping_layer_and_keras_config(rng):
         (lambda: warp.resample(np.zeros((4, 5, 6)), np.zeros((1, 2, 2, 2, 3))), r"\[batch, d1, d2, d3"),
         (lambda: warp.resample(np.zeros((1, 4, 5, 6)), np.zeros((1, 2, 2, 2, 2))), r"\[batch, D1, D2, D3, 3"),
         (lambda: warp.resample(np.zeros((1, 4, 5, 6)), np.zeros((1, 2, 2, 2, 3)), "cubic"), "interpolation"),
-        (lambda: warp.resample(np.array([["a"]]), np.zeros((1, 2, 2, 2, 3))), "numeric"),
+        (lambda: warp.resample(np.array([["a"]]), np.zeros((1, 2, 2, 2, 3))), "real-valued"),
         (lambda: warp.warp(np.zeros((1, 4, 5, 6)), np.zeros((1, 4, 5, 6))), r"\[batch, d1, d2, d3, 3\]"),
         (lambda: warp.affine_grid(warp.reference_grid((2, 2, 2)), np.zeros((1, 3, 3))), r"\[batch, 4, 3\]"),
         (lambda: warp.reference_grid((2, 2)), r"\(d1, d2, d3\)"),
@@ -270,3 +270,35 @@ def test_warping_layer_and_keras_config(rng):
 def test_bad_input_names_expected_shape(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+@pytest.mark.parametrize("interpolation", ["linear", "nearest"])
+def test_a_nan_displacement_gives_nan_not_a_crash(interpolation):
+    """A NaN in a DDF used to cast to INT_MIN and crash the gather; now the affected voxel reads NaN."""
+    img = np.random.default_rng(0).random((1, 6, 7, 8), dtype=np.float32)
+    ddf = np.zeros((1, 6, 7, 8, 3), np.float32)
+    ddf[0, 1, 2, 3, 0] = np.nan
+    out = warp.warp(img, ddf, interpolation).numpy()
+    assert np.isnan(out[0, 1, 2, 3]) and np.isnan(out).sum() == 1
+    np.testing.assert_array_equal(np.delete(out.ravel(), np.ravel_multi_index((0, 1, 2, 3), out.shape)),
+                                  np.delete(img.ravel(), np.ravel_multi_index((0, 1, 2, 3), img.shape)))
+
+
+def test_centred_affine_round_trip_and_batch():
+    shape = (9, 12, 7)
+    lin, shift = warp.centred_from_affine(warp.IDENTITY_THETA, shape)
+    np.testing.assert_allclose(lin, np.eye(3), atol=1e-7)
+    np.testing.assert_allclose(shift, 0.0, atol=1e-7)
+    theta = warp.random_affine(1, 0.3, seed=3).numpy()
+    back = warp.affine_from_centred(*warp.centred_from_affine(theta, shape), shape).numpy()
+    np.testing.assert_allclose(back, theta, atol=1e-4)
+    # a batch of parameters gives a batch of thetas; each maps centred coordinates as u' = u @ L + t
+    rng = np.random.default_rng(1)
+    lins = np.eye(3) + 0.1 * rng.normal(size=(2, 3, 3))
+    shifts = 0.2 * rng.normal(size=(2, 3))
+    thetas = warp.affine_from_centred(lins, shifts, shape).numpy()
+    c = (np.array(shape) - 1) / 2.0
+    p = np.array([[1.0, 2.0, 3.0], [8.0, 0.0, 6.0]])
+    for b in range(2):
+        expected = ((p - c) / c @ lins[b] + shifts[b]) * c + c
+        np.testing.assert_allclose(np.c_[p, np.ones(2)] @ thetas[b], expected, rtol=1e-5, atol=1e-4)

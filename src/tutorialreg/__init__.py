@@ -15,7 +15,7 @@ in ij order (axis 0, 1, 2), and a dense displacement field (DDF) ``[batch, d1, d
 the fixed image's grid: ``warped(x) = moving(x + ddf(x))``.
 """
 
-from tutorialreg.config import fast_mode, mode_banner, pick
+from tutorialreg.runtime import fast_mode, mode_banner, pick
 
 __version__ = "0.1.0"
 __all__ = ["fast_mode", "mode_banner", "pick", "__version__"]

@@ -35,11 +35,13 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import tensorflow as tf
 
+from tutorialreg.checks import as_float_tensor, check_same_shape
+from tutorialreg.filters import filter_axis, gaussian_kernel1d, separable_filter, window_weights
+
 __all__ = [
     "bending_energy",
     "cross_entropy",
     "dice_loss",
-    "gaussian_kernel1d",
     "get",
     "gmi",
     "gradient_l1",
@@ -48,7 +50,6 @@ __all__ = [
     "jaccard_loss",
     "lncc",
     "ncc",
-    "separable_filter",
     "ssd",
     "sweep",
 ]
@@ -63,52 +64,18 @@ _LNCC_KERNELS = ("rectangular", "triangular", "gaussian")
 # ----------------------------------------------------------------------------------------------------
 
 
-def _to_tensor(x, what: str, expected: str, dtype: tf.DType | None = None) -> tf.Tensor:
-    """Convert ``x`` to a real floating tensor (ints/bools -> float32, or ``dtype`` when given)."""
-    try:
-        t = tf.convert_to_tensor(x)
-    except (TypeError, ValueError) as err:
-        raise ValueError(
-            f"{what}: expected a real-valued array of shape {expected}, got {type(x)!r}"
-        ) from err
-    if t.dtype.is_floating:
-        pass
-    elif t.dtype.is_integer or t.dtype == tf.bool:
-        t = tf.cast(t, tf.float32)
-    else:
-        raise ValueError(
-            f"{what}: expected a real-valued (float32) array of shape {expected}, got dtype {t.dtype.name}"
-        )
-    if dtype is not None and t.dtype != dtype:
-        t = tf.cast(t, dtype)
-    return t
-
-
-def _volume(x, what: str) -> tf.Tensor:
-    """Return ``x`` as a rank-5 ``[batch, d1, d2, d3, c]`` tensor; rank 4 gets a channel axis."""
-    t = _to_tensor(x, what, _VOLUME_SHAPE)
-    rank = t.shape.rank
-    if rank == 4:
-        t = t[..., None]
-    elif rank != 5:
-        raise ValueError(f"{what}: expected shape {_VOLUME_SHAPE}, got shape {t.shape}")
-    return t
+def _volume(x, what: str, dtype: tf.DType | None = None) -> tf.Tensor:
+    """``x`` as a rank-5 ``[batch, d1, d2, d3, c]`` floating tensor; rank 4 gets a channel axis."""
+    t = as_float_tensor(x, what, (4, 5), _VOLUME_SHAPE, dtype)
+    return t[..., None] if t.shape.rank == 4 else t
 
 
 def _pair(y_true, y_pred, fn: str) -> tuple[tf.Tensor, tf.Tensor]:
     """Check and convert a ``(y_true, y_pred)`` pair to rank-5 tensors of one dtype and shape."""
-    p = _to_tensor(y_pred, f"{fn}: y_pred", _VOLUME_SHAPE)
-    t = _to_tensor(y_true, f"{fn}: y_true", _VOLUME_SHAPE, dtype=p.dtype)
-    if t.shape.rank != p.shape.rank or not t.shape.is_compatible_with(p.shape):
-        raise ValueError(
-            f"{fn}: expected y_true and y_pred of the same shape {_VOLUME_SHAPE}, "
-            f"got {_shape_str(y_true)} and {_shape_str(y_pred)}"
-        )
+    p = as_float_tensor(y_pred, f"{fn}: y_pred", None, _VOLUME_SHAPE)
+    t = as_float_tensor(y_true, f"{fn}: y_true", None, _VOLUME_SHAPE, p.dtype)
+    check_same_shape(t, p, (f"{fn}: y_true", "y_pred"), _VOLUME_SHAPE)
     return _volume(t, f"{fn}: y_true"), _volume(p, f"{fn}: y_pred")
-
-
-def _shape_str(x) -> str:
-    return str(tuple(x.shape)) if hasattr(x, "shape") else str(np.shape(x))
 
 
 def _static_spatial(x: tf.Tensor, what: str) -> tuple[int, int, int]:
@@ -121,188 +88,10 @@ def _static_spatial(x: tf.Tensor, what: str) -> tuple[int, int, int]:
 
 
 def _ddf(ddf, fn: str) -> tf.Tensor:
-    t = _to_tensor(ddf, f"{fn}: ddf", _DDF_SHAPE)
-    shape = t.shape
-    if shape.rank != 5 or shape[-1] != 3 or any(d is not None and d < 3 for d in shape[1:4]):
-        raise ValueError(f"{fn}: expected ddf of shape {_DDF_SHAPE}, got shape {shape}")
+    t = as_float_tensor(ddf, f"{fn}: ddf", (5,), _DDF_SHAPE)
+    if t.shape[-1] != 3 or any(d is not None and d < 3 for d in t.shape[1:4]):
+        raise ValueError(f"{fn}: ddf must have shape {_DDF_SHAPE}, got {tuple(t.shape)}")
     return t
-
-
-# ----------------------------------------------------------------------------------------------------
-# filtering helpers
-# ----------------------------------------------------------------------------------------------------
-
-
-def gaussian_kernel1d(sigma: float, radius: int | None = None) -> np.ndarray:
-    """Sampled 1-D Gaussian, normalised to sum 1.
-
-    Args:
-        sigma: standard deviation in voxels (>= 0); ``sigma == 0`` gives ``[1.0]`` (no smoothing).
-        radius: half-width in voxels; default ``ceil(3 * sigma)``.
-
-    Returns:
-        numpy float64 array of shape ``[2 * radius + 1]``, centred on index ``radius``.
-    """
-    sigma = float(sigma)
-    if not math.isfinite(sigma) or sigma < 0:
-        raise ValueError(f"gaussian_kernel1d: sigma must be a finite number >= 0, got {sigma}")
-    if radius is None:
-        radius = int(math.ceil(3.0 * sigma))
-    radius = int(radius)
-    if radius < 0:
-        raise ValueError(f"gaussian_kernel1d: radius must be >= 0, got {radius}")
-    if sigma == 0.0:
-        kernel = np.zeros(2 * radius + 1)
-        kernel[radius] = 1.0
-        return kernel
-    offsets = np.arange(-radius, radius + 1, dtype=np.float64)
-    kernel = np.exp(-0.5 * (offsets / sigma) ** 2)
-    return kernel / kernel.sum()
-
-
-def _kernel_list(kernels) -> list[np.ndarray]:
-    """One 1-D kernel (used on all three axes) or three of them -> list of three float64 arrays."""
-    if isinstance(kernels, (tf.Tensor, tf.Variable)):
-        kernels = kernels.numpy() if tf.executing_eagerly() else tf.get_static_value(kernels)
-        if kernels is None:
-            raise ValueError("separable_filter: kernels must be constant (numpy arrays or lists of numbers)")
-    if isinstance(kernels, np.ndarray) and kernels.ndim == 1:
-        kernels = [kernels] * 3
-    elif isinstance(kernels, Sequence) and len(kernels) > 0 and np.ndim(kernels[0]) == 0:
-        kernels = [np.asarray(kernels)] * 3
-    if not isinstance(kernels, (Sequence, np.ndarray)) or len(kernels) != 3:
-        raise ValueError(
-            "separable_filter: kernels must be one 1-D kernel or a sequence of three 1-D kernels"
-        )
-    out = []
-    for k in kernels:
-        k = np.asarray(k, dtype=np.float64)
-        if k.ndim != 1 or k.size % 2 != 1 or not np.all(np.isfinite(k)):
-            raise ValueError(
-                f"separable_filter: each kernel must be 1-D, finite, of odd length; got shape {k.shape}"
-            )
-        out.append(k)
-    return out
-
-
-def _window_sum(x: tf.Tensor, axis: int, size: int, pad: int) -> tf.Tensor:
-    """Zero-pad ``x`` by ``pad`` on both sides of ``axis`` (1, 2 or 3), then sum windows of ``size`` (VALID).
-
-    Implemented with ``avg_pool2d`` on a free reshape (reduce-window under XLA; all float dtypes on CPU).
-    """
-    d1, d2, d3, c = x.shape[1:]
-    if c is None:
-        c = tf.shape(x)[4]
-    paddings = [[0, 0]] * 5
-    paddings[axis] = [pad, pad]
-    xp = tf.pad(x, paddings)
-    n = (d1, d2, d3)[axis - 1] + 2 * pad
-    if axis == 1:  # [b, n, d2*d3, c], window along rows
-        y = tf.reshape(xp, [-1, n, d2 * d3, c])
-        y = tf.nn.avg_pool2d(y, [1, size, 1, 1], [1, 1, 1, 1], "VALID")
-        y = tf.reshape(y, [-1, n - size + 1, d2, d3, c])
-    elif axis == 2:  # [b*d1, n, d3, c]
-        y = tf.reshape(xp, [-1, n, d3, c])
-        y = tf.nn.avg_pool2d(y, [1, size, 1, 1], [1, 1, 1, 1], "VALID")
-        y = tf.reshape(y, [-1, d1, n - size + 1, d3, c])
-    else:  # [b*d1, d2, n, c]
-        y = tf.reshape(xp, [-1, d2, n, c])
-        y = tf.nn.avg_pool2d(y, [1, 1, size, 1], [1, 1, 1, 1], "VALID")
-        y = tf.reshape(y, [-1, d1, d2, n - size + 1, c])
-    return y * tf.cast(size, y.dtype)
-
-
-def _box_sum(x: tf.Tensor, axis: int, size: int, pad: int) -> tf.Tensor:
-    """:func:`_window_sum` whose gradient is again a window sum (TF's AvgPoolGrad is slow on CPU)."""
-
-    @tf.custom_gradient
-    def box(v: tf.Tensor):
-        def grad(dy: tf.Tensor) -> tf.Tensor:
-            # adjoint: zero-pad dy by size - 1, window-sum, crop the pad added in the forward pass
-            full = _window_sum(dy, axis, size, size - 1)
-            index = [slice(None)] * 5
-            index[axis] = slice(pad, full.shape[axis] - pad)
-            return full[tuple(index)]
-
-        return _window_sum(v, axis, size, pad), grad
-
-    return box(x)
-
-
-def _triangle_size(kernel: np.ndarray) -> int | None:
-    """``m`` if ``kernel`` is proportional to ones(m) convolved with ones(m) (length 2m-1), else None."""
-    m = (kernel.size + 1) // 2
-    shape = np.convolve(np.ones(m), np.ones(m))
-    return m if m > 1 and np.allclose(kernel, kernel[0] * shape, rtol=1e-12, atol=0.0) else None
-
-
-def _filter_axis(x: tf.Tensor, kernel: np.ndarray, axis: int) -> tf.Tensor:
-    """Zero-padded 'SAME' correlation of rank-5 ``x`` with an odd 1-D ``kernel`` along ``axis``."""
-    size = kernel.size
-    radius = size // 2
-    if size == 1:
-        return x * tf.cast(kernel[0], x.dtype)
-    if np.all(kernel == kernel[0]):  # box: one reduce-window
-        return _box_sum(x, axis, size, radius) * tf.cast(kernel[0], x.dtype)
-    m = _triangle_size(kernel)
-    if m is not None:  # triangle = box(m) * box(m): pad fully once, two reduce-windows
-        y = _box_sum(x, axis, m, radius)
-        return _box_sum(y, axis, m, 0) * tf.cast(kernel[0], x.dtype)
-    # general kernel: multiply by the banded (Toeplitz) matrix, zero padding = truncated band
-    n = x.shape[axis]
-    offsets = np.arange(n)[None, :] - np.arange(n)[:, None] + radius  # [out i, in j] -> tap j - i + r
-    inside = (offsets >= 0) & (offsets < size)
-    band = tf.constant(np.where(inside, kernel[np.clip(offsets, 0, size - 1)], 0.0), dtype=x.dtype)
-    equation = {1: "bijkc,li->bljkc", 2: "bijkc,lj->bilkc", 3: "bijkc,lk->bijlc"}[axis]
-    return tf.einsum(equation, x, band)
-
-
-def _window_weights(kernels: list[np.ndarray], dims: Sequence[int], dtype: tf.DType) -> tf.Tensor:
-    """Sum of the in-volume kernel weights at every voxel, shape ``[1, d1, d2, d3, 1]``.
-
-    Separable, so it is the outer product of three 1-D sums (kept as 1-D constants, broadcast).
-    """
-    sums = []
-    for kernel, n in zip(kernels, dims, strict=True):
-        r, size = kernel.size // 2, kernel.size
-        sums.append(
-            tf.constant([kernel[max(0, r - i) : min(size, r + n - i)].sum() for i in range(n)], dtype)
-        )
-    return (
-        sums[0][None, :, None, None, None]
-        * sums[1][None, None, :, None, None]
-        * sums[2][None, None, None, :, None]
-    )
-
-
-def separable_filter(x, kernels, normalise: bool = False) -> tf.Tensor:
-    """Filter a volume with a separable kernel (zero padding, output the same size: 'SAME').
-
-    ``y[i] = sum_j k1[a] k2[b] k3[c] x[i + (a, b, c) - r]`` (correlation; kernels are centred, odd length),
-    voxels outside the volume count as 0. Channels are filtered independently.
-
-    Args:
-        x: ``[batch, d1, d2, d3, channels]`` (or ``[batch, d1, d2, d3]``), float; spatial sizes static.
-        kernels: one 1-D kernel (numpy/list, odd length) used on all three axes, or a sequence of three
-            (axis 0, 1, 2). Box and triangular kernels use reduce-window sums, others a banded matmul.
-        normalise: divide by the sum of the kernel weights that fall inside the volume at each voxel, so
-            the output is a local weighted mean that stays unbiased at the borders (kernels must then be
-            non-negative with a positive centre).
-
-    Returns:
-        tensor of the same shape and dtype as ``x``.
-    """
-    t = _to_tensor(x, "separable_filter: x", _VOLUME_SHAPE)
-    squeeze = t.shape.rank == 4
-    t = _volume(t, "separable_filter: x")
-    dims = _static_spatial(t, "separable_filter: x")
-    ks = _kernel_list(kernels)
-    y = t
-    for axis, kernel in enumerate(ks, start=1):
-        y = _filter_axis(y, kernel, axis)
-    if normalise:
-        y = y / _window_weights(ks, dims, y.dtype)
-    return y[..., 0] if squeeze else y
 
 
 def _lncc_kernel(kernel_size: int, kernel: str) -> np.ndarray:
@@ -380,11 +169,11 @@ def lncc(y_true, y_pred, kernel_size: int = 9, kernel: str = "rectangular", eps:
     t, p = _pair(y_true, y_pred, "lncc")
     dims = _static_spatial(t, "lncc: y_true")
     ks = [_lncc_kernel(kernel_size, kernel)] * 3
-    weights = _window_weights(ks, dims, t.dtype)
+    weights = window_weights(ks, dims, t.dtype)
 
     def local_mean(v: tf.Tensor) -> tf.Tensor:
         for axis, k in enumerate(ks, start=1):
-            v = _filter_axis(v, k, axis)
+            v = filter_axis(v, k, axis)
         return v / weights
 
     mean_t, mean_p = local_mean(t), local_mean(p)

@@ -13,6 +13,8 @@ from typing import NamedTuple
 import numpy as np
 from scipy import ndimage
 
+from tutorialreg.checks import check_finite, check_rank
+
 __all__ = [
     "AffineError",
     "affine_error",
@@ -21,6 +23,7 @@ __all__ = [
     "folding_fraction",
     "hausdorff95",
     "jacobian_determinant",
+    "log_jacobian_std",
 ]
 
 
@@ -29,11 +32,8 @@ def _labels(x, name: str) -> tuple[np.ndarray, bool]:
     x = np.asarray(x)
     if x.ndim == 5 and x.shape[0] == 1:
         x = x[0]
-    if x.ndim == 3:
-        return x[..., None], True
-    if x.ndim != 4:
-        raise ValueError(f"{name} must have shape [d1, d2, d3] or [d1, d2, d3, c], got {x.shape}")
-    return x, False
+    check_rank(x, (3, 4), name, "[d1, d2, d3] or [d1, d2, d3, c]")
+    return (x[..., None], True) if x.ndim == 3 else (x, False)
 
 
 def _pair(a, b, threshold: float) -> tuple[np.ndarray, np.ndarray, bool]:
@@ -100,10 +100,14 @@ def jacobian_determinant(ddf) -> np.ndarray:
 
     :param ddf: ``[d1, d2, d3, 3]`` or ``[batch, d1, d2, d3, 3]`` in voxels.
     :return: ``[d1, d2, d3]`` or ``[batch, d1, d2, d3]``; 1 means volume kept, <= 0 means folding.
+    :raises NonFiniteError: when the field holds NaN or infinite displacements (their determinant, and so
+        any folding count, would be meaningless).
     """
     ddf = np.asarray(ddf, dtype=np.float64)
-    if ddf.ndim not in (4, 5) or ddf.shape[-1] != 3:
+    check_rank(ddf, (4, 5), "ddf", "[d1, d2, d3, 3] or [batch, d1, d2, d3, 3]")
+    if ddf.shape[-1] != 3:
         raise ValueError(f"ddf must have shape [d1, d2, d3, 3] or [batch, d1, d2, d3, 3], got {ddf.shape}")
+    check_finite(ddf, "ddf")
     if ddf.ndim == 5:
         return np.stack([jacobian_determinant(d) for d in ddf])
     if min(ddf.shape[:3]) < 2:
@@ -117,8 +121,16 @@ def jacobian_determinant(ddf) -> np.ndarray:
 
 
 def folding_fraction(ddf) -> float:
-    """Share of voxels (0-1) whose Jacobian determinant is <= 0."""
+    """Share of voxels (0-1) whose Jacobian determinant is <= 0; a non-finite field raises
+    :class:`~tutorialreg.checks.NonFiniteError` (never a silent 0)."""
     return float(np.mean(jacobian_determinant(ddf) <= 0))
+
+
+def log_jacobian_std(ddf, floor: float = 1e-9) -> float:
+    """Standard deviation over voxels of ``log |det J|`` (``|det J|`` floored at ``floor``): how unevenly a
+    deformation stretches and squeezes; 0 for any volume-preserving or affine map."""
+    jac = np.abs(jacobian_determinant(ddf))
+    return float(np.std(np.log(np.maximum(jac, floor))))
 
 
 class AffineError(NamedTuple):

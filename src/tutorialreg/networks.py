@@ -27,6 +27,7 @@ import numpy as np
 import tensorflow as tf
 
 from tutorialreg import warp
+from tutorialreg.checks import as_float_tensor, shape3
 
 __all__ = [
     "AdditiveUpsampling",
@@ -45,10 +46,7 @@ _register = keras.saving.register_keras_serializable(package="tutorialreg")
 
 
 def _shape3(shape: Sequence[int], name: str = "image_size") -> tuple[int, int, int]:
-    shape = tuple(int(s) for s in shape)
-    if len(shape) != 3 or min(shape) < 2:
-        raise ValueError(f"{name} must be 3 ints >= 2 (d1, d2, d3), got {shape}")
-    return shape  # type: ignore[return-value]
+    return shape3(shape, name, minimum=2)
 
 
 def _padded(shape: tuple[int, int, int], levels: int) -> tuple[int, int, int]:
@@ -113,9 +111,10 @@ class AdditiveUpsampling(keras.layers.Layer):
 class AffineHead(keras.layers.Layer):
     """12 numbers per case -> ``theta`` ``[batch, 4, 3]`` (row-vector convention of :mod:`warp`).
 
-    The numbers are a change of the linear part ``dA`` (9) and a translation ``t`` (3, in units of half
-    the image size), acting about the volume centre ``c``: ``loc = (p - c) @ (I + dA) + c + t * half``.
-    All zeros is the identity, so a zero-initialised dense layer starts at "no motion".
+    The numbers are a change ``dA`` (9) of the linear part and a shift ``t`` (3) in the book's one centred
+    convention, :func:`tutorialreg.warp.affine_from_centred`: normalised coordinates ``u = (p - c) / s``
+    map to ``u @ (I + dA) + t``. All zeros is the identity, so a zero-initialised dense layer starts at
+    "no motion".
     """
 
     def __init__(self, image_size: Sequence[int], **kwargs):
@@ -123,11 +122,8 @@ class AffineHead(keras.layers.Layer):
         self.image_size = _shape3(image_size)
 
     def call(self, params):
-        centre = tf.constant([(s - 1) / 2.0 for s in self.image_size], tf.float32)
-        half = tf.constant([s / 2.0 for s in self.image_size], tf.float32)
-        a = tf.eye(3) + tf.reshape(params[:, :9], [-1, 3, 3])
-        t = centre + params[:, 9:] * half - tf.einsum("j,bjk->bk", centre, a)
-        return tf.concat([a, t[:, None, :]], axis=1)
+        linear = tf.eye(3) + tf.reshape(params[:, :9], [-1, 3, 3])
+        return warp.affine_from_centred(linear, params[:, 9:], self.image_size)
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], 4, 3)
@@ -293,11 +289,12 @@ def build_backbone(name: str, image_size: Sequence[int], **kwargs) -> keras.Mode
 
 # ------------------------------------------------------------------------------------------ model
 def _volume(x, name: str, image_size: tuple[int, int, int]) -> tf.Tensor:
-    x = tf.convert_to_tensor(x, tf.float32)
+    expected = f"[batch, {', '.join(map(str, image_size))}]"
+    x = as_float_tensor(x, name, (4, 5), expected, tf.float32)
     if x.shape.rank == 5 and x.shape[-1] == 1:
         x = x[..., 0]
     if x.shape.rank != 4 or tuple(x.shape[1:]) != image_size:
-        raise ValueError(f"{name} must be [batch, {', '.join(map(str, image_size))}] float32, got {x.shape}")
+        raise ValueError(f"{name} must be {expected} float32, got {tuple(x.shape)}")
     return x
 
 

@@ -21,9 +21,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tutorialreg.checks import as_float_tensor, shape3
+
 __all__ = [
     "Warping",
+    "affine_from_centred",
     "affine_grid",
+    "centre_and_scale",
+    "centred_from_affine",
     "compose",
     "ddf_from_theta",
     "integrate_svf",
@@ -44,18 +49,8 @@ __all__ = [
 IDENTITY_THETA = np.array([[1, 0, 0], [0, 1, 0], [0, 0, 1], [0, 0, 0]], dtype=np.float32)
 
 
-def _shape3(shape: Sequence[int]) -> tuple[int, int, int]:
-    shape = tuple(int(s) for s in shape)
-    if len(shape) != 3 or min(shape) < 1:
-        raise ValueError(f"expected a 3-D grid shape (d1, d2, d3) of positive ints, got {shape}")
-    return shape  # type: ignore[return-value]
-
-
 def _as_float(x, name: str) -> tf.Tensor:
-    x = tf.convert_to_tensor(x)
-    if not (x.dtype.is_floating or x.dtype.is_integer or x.dtype == tf.bool):
-        raise ValueError(f"{name} must be numeric, got dtype {x.dtype.name}")
-    return tf.cast(x, tf.float32) if x.dtype != tf.float32 else x
+    return as_float_tensor(x, name, dtype=tf.float32)
 
 
 def reference_grid(shape: Sequence[int]) -> tf.Tensor:
@@ -64,7 +59,7 @@ def reference_grid(shape: Sequence[int]) -> tf.Tensor:
     :param shape: ``(d1, d2, d3)``.
     :return: float32 ``[d1, d2, d3, 3]`` with ``grid[i, j, k] = (i, j, k)``.
     """
-    d1, d2, d3 = _shape3(shape)
+    d1, d2, d3 = shape3(shape)
     axes = [tf.range(d, dtype=tf.float32) for d in (d1, d2, d3)]
     return tf.stack(tf.meshgrid(*axes, indexing="ij"), axis=-1)
 
@@ -108,6 +103,45 @@ def _affine_coords(points: tf.Tensor, theta: tf.Tensor) -> list[tf.Tensor]:
     p = [points[..., i] for i in range(3)]
     t = theta[..., None]  # [batch, 4, 3, 1]
     return [p[0] * t[:, 0, a] + p[1] * t[:, 1, a] + p[2] * t[:, 2, a] + t[:, 3, a] for a in range(3)]
+
+
+def centre_and_scale(shape: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Centre ``c = (d - 1) / 2`` and half-size ``s = max(c, 0.5)`` per axis of a grid (voxels, float64):
+    the normalised coordinates ``u = (p - c) / s`` of :func:`affine_from_centred` span ``[-1, 1]``."""
+    c = np.array([(d - 1) / 2.0 for d in shape3(shape)], dtype=np.float64)
+    return c, np.maximum(c, 0.5)
+
+
+def affine_from_centred(linear, shift, shape: Sequence[int]) -> tf.Tensor:
+    """Voxel-index ``theta`` from parameters acting about the volume centre in normalised coordinates.
+
+    The book's one centred convention (classical optimisation and GlobalNet's head both use it): with
+    ``u = (p - c) / s`` (:func:`centre_and_scale`), the map is ``u' = u @ linear + shift``, i.e. in voxel
+    indices ``p' = (p - c) S^-1 linear S + shift S + c`` with ``S = diag(s)``. ``linear = I``, ``shift = 0``
+    is the identity; ``shift = 0.01`` moves the volume by 1 % of its half-size along that axis.
+
+    :param linear: ``[3, 3]`` or ``[batch, 3, 3]``.
+    :param shift: ``[3]`` or ``[batch, 3]``.
+    :param shape: ``(d1, d2, d3)`` of the grid.
+    :return: ``[batch, 4, 3]`` float32 (batch 1 for unbatched input).
+    """
+    c, s = (tf.constant(a, tf.float32) for a in centre_and_scale(shape))
+    lin = tf.convert_to_tensor(linear, tf.float32) * (s[None, :] / s[:, None])  # S^-1 L S, elementwise
+    sh = tf.convert_to_tensor(shift, tf.float32)
+    tr = c - tf.linalg.matvec(lin, c, transpose_a=True) + sh * s
+    if lin.shape.rank == 2:  # one transform
+        return tf.concat([lin, tr[None]], axis=0)[None]
+    return tf.concat([lin, tr[:, None, :]], axis=1)
+
+
+def centred_from_affine(theta, shape: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Inverse of :func:`affine_from_centred` for one ``theta`` ``[1, 4, 3]`` or ``[4, 3]``:
+    ``(linear [3, 3], shift [3])`` float32."""
+    t = np.asarray(theta, dtype=np.float64).reshape(4, 3)
+    c, s = centre_and_scale(shape)
+    linear = t[:3] * (s[:, None] / s[None, :])
+    shift = (t[3] - c + t[:3].T @ c) / s
+    return linear.astype(np.float32), shift.astype(np.float32)
 
 
 def theta_to_matrix(theta) -> tf.Tensor:
@@ -250,14 +284,18 @@ def _sample(vol: tf.Tensor, coords: list[tf.Tensor], interpolation: str) -> tf.T
     if interpolation == "nearest":
         idx = base
         for a in range(3):
-            idx = idx + tf.cast(tf.round(coords[a]), tf.int32) * strides[a]
+            idx = idx + tf.clip_by_value(tf.cast(tf.round(coords[a]), tf.int32), 0, dims[a] - 1) * strides[a]
         out = tf.gather(flat_vol, idx)
+        bad = tf.logical_not(tf.reduce_all(tf.math.is_finite(tf.stack(coords)), axis=0))  # NaN stays NaN
+        out = tf.where(bad if channels == 1 else bad[..., None], tf.constant(np.nan, out.dtype), out)
         return out[..., None] if channels == 1 else out
 
     lo, w = [], []
     for a in range(3):
         floor = tf.minimum(tf.floor(coords[a]), float(max(dims[a] - 2, 0)))
-        lo.append(tf.cast(floor, tf.int32))
+        # NaN coordinates would cast to INT_MIN and crash the gather: clamp the integers, so that a
+        # non-finite displacement gives a NaN output (through the weights) that callers can detect
+        lo.append(tf.clip_by_value(tf.cast(floor, tf.int32), 0, max(dims[a] - 2, 0)))
         w.append((coords[a] - floor) if channels == 1 else (coords[a] - floor)[..., None])  # in [0, 1]
     # offsets of the 8 corners: lower corner + 0 or one stride per axis (0 along an axis of length 1)
     corner = base + lo[0] * strides[0] + lo[1] * strides[1] + lo[2]
@@ -367,7 +405,7 @@ def random_affine_ddf(
     shape: Sequence[int], batch_size: int, scale: float, seed: int | None = None
 ) -> tf.Tensor:
     """DDF ``[batch, d1, d2, d3, 3]`` of :func:`random_affine` acting about the volume centre."""
-    shape = _shape3(shape)
+    shape = shape3(shape)
     center = [(d - 1) / 2.0 for d in shape]
     return ddf_from_theta(random_affine(batch_size, scale, seed, center=center), shape)
 
@@ -387,7 +425,7 @@ def random_smooth_ddf(
     :param seed: seed of a local numpy generator.
     :return: float32 ``[batch_size, d1, d2, d3, 3]`` in voxels.
     """
-    shape, control_shape = _shape3(shape), _shape3(control_shape)
+    shape, control_shape = shape3(shape), shape3(control_shape, "control_shape")
     if min(control_shape) < 2:
         raise ValueError(f"control_shape needs >= 2 points per axis, got {control_shape}")
     rng = np.random.default_rng(seed)
@@ -406,7 +444,7 @@ class Warping(keras.layers.Layer):
 
     def __init__(self, fixed_image_size: Sequence[int], interpolation: str = "linear", **kwargs):
         super().__init__(**kwargs)
-        self.fixed_image_size = _shape3(fixed_image_size)
+        self.fixed_image_size = shape3(fixed_image_size, "fixed_image_size")
         self.interpolation = interpolation
 
     def call(self, inputs):
