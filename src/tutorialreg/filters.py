@@ -23,12 +23,10 @@ _VOLUME_SHAPE = "[batch, d1, d2, d3] or [batch, d1, d2, d3, channels]"
 def gaussian_kernel1d(sigma: float, radius: int | None = None) -> np.ndarray:
     """Sampled 1-D Gaussian, normalised to sum 1.
 
-    Args:
-        sigma: standard deviation in voxels (>= 0); ``sigma == 0`` gives ``[1.0]`` (no smoothing).
-        radius: half-width in voxels; default ``ceil(3 * sigma)``.
+    :param sigma: standard deviation in voxels (>= 0); ``sigma == 0`` gives ``[1.0]`` (no smoothing).
+    :param radius: half-width in voxels; default ``ceil(3 * sigma)``.
 
-    Returns:
-        numpy float64 array of shape ``[2 * radius + 1]``, centred on index ``radius``.
+    :return: numpy float64 array of shape ``[2 * radius + 1]``, centred on index ``radius``.
     """
     sigma = float(sigma)
     if not math.isfinite(sigma) or sigma < 0:
@@ -163,16 +161,14 @@ def separable_filter(x, kernels, normalise: bool = False) -> tf.Tensor:
     ``y[i] = sum_j k1[a] k2[b] k3[c] x[i + (a, b, c) - r]`` (correlation; kernels are centred, odd length),
     voxels outside the volume count as 0. Channels are filtered independently.
 
-    Args:
-        x: ``[batch, d1, d2, d3, channels]`` (or ``[batch, d1, d2, d3]``), float; spatial sizes static.
-        kernels: one 1-D kernel (numpy/list, odd length) used on all three axes, or a sequence of three
-            (axis 0, 1, 2). Box and triangular kernels use reduce-window sums, others a banded matmul.
-        normalise: divide by the sum of the kernel weights that fall inside the volume at each voxel, so
-            the output is a local weighted mean that stays unbiased at the borders (kernels must then be
-            non-negative with a positive centre).
+    :param x: ``[batch, d1, d2, d3, channels]`` (or ``[batch, d1, d2, d3]``), float; spatial sizes static.
+    :param kernels: one 1-D kernel (numpy/list, odd length) used on all three axes, or a sequence of three
+        (axis 0, 1, 2). Box and triangular kernels use reduce-window sums, others a banded matmul.
+    :param normalise: divide by the sum of the kernel weights that fall inside the volume at each voxel, so
+        the output is a local weighted mean that stays unbiased at the borders (kernels must then be
+        non-negative with a positive centre).
 
-    Returns:
-        tensor of the same shape and dtype as ``x``.
+    :return: tensor of the same shape and dtype as ``x``.
     """
     t = as_float_tensor(x, "separable_filter: x", (4, 5), _VOLUME_SHAPE)
     squeeze = t.shape.rank == 4

@@ -126,12 +126,10 @@ def ncc(y_true, y_pred, eps: float = 1e-10) -> tf.Tensor:
     so the loss lies in ``[0, 2]``: 0 for identical (or positively linearly related) images, 2 for
     inverted ones.
 
-    Args:
-        y_true, y_pred: ``[b, d1, d2, d3]`` or ``[b, d1, d2, d3, c]``.
-        eps: floor on ``var(t) var(p)``; a constant image gets NCC 0 (and a finite gradient).
+    :param y_true, y_pred: ``[b, d1, d2, d3]`` or ``[b, d1, d2, d3, c]``.
+    :param eps: floor on ``var(t) var(p)``; a constant image gets NCC 0 (and a finite gradient).
 
-    Returns:
-        ``[b]``.
+    :return: ``[b]``.
     """
     t, p = _pair(y_true, y_pred, "ncc")
     axes = [1, 2, 3]
@@ -160,11 +158,9 @@ def lncc(y_true, y_pred, kernel_size: int = 9, kernel: str = "rectangular", eps:
     Borders: zero padding, and each mean is divided by the sum of the weights inside the volume, so a
     window that sticks out of the volume averages only the voxels inside.
 
-    Args:
-        y_true, y_pred: ``[b, d1, d2, d3]`` or ``[b, d1, d2, d3, c]``, static spatial sizes.
+    :param y_true, y_pred: ``[b, d1, d2, d3]`` or ``[b, d1, d2, d3, c]``, static spatial sizes.
 
-    Returns:
-        ``[b]``.
+    :return: ``[b]``.
     """
     t, p = _pair(y_true, y_pred, "lncc")
     dims = _static_spatial(t, "lncc: y_true")
@@ -194,11 +190,9 @@ def gmi(y_true, y_pred, num_bins: int = 23, sigma_ratio: float = 0.5, eps: float
     voxels of the outer product of the two weight vectors, and
     ``MI = sum_ab P_ab log((P_ab + eps) / (P_a P_b + eps))``. Computed per channel, averaged over channels.
 
-    Args:
-        y_true, y_pred: ``[b, d1, d2, d3]`` or ``[b, d1, d2, d3, c]``.
+    :param y_true, y_pred: ``[b, d1, d2, d3]`` or ``[b, d1, d2, d3, c]``.
 
-    Returns:
-        ``[b]``: ``-MI`` in nats. The Parzen blur keeps MI below the hard-histogram value: identical
+    :return: ``[b]``: ``-MI`` in nats. The Parzen blur keeps MI below the hard-histogram value: identical
         uniformly spread images give about -2.07 with the defaults (a 23-bin histogram: log 23 = 3.14).
     """
     if int(num_bins) < 2:
@@ -266,15 +260,14 @@ def dice_loss(y_true, y_pred, scales: Sequence[float] | None = None, eps: float 
     denominator keep identical soft labels (e.g. after smoothing) at loss 0 and make ``y_pred = y_true``
     the unique minimum (``2 t.p <= |t|^2 + |p|^2``), at every scale.
 
-    Args:
-        y_true, y_pred: labels/probabilities in [0, 1], ``[b, d1, d2, d3]`` or ``[b, d1, d2, d3, c]``.
-        scales: Gaussian sigmas in voxels; both labels are smoothed at each scale (0 = as given) and the
-            losses averaged over scales. ``None`` = ``[0]``. Smoothing is a normalised local mean (zero
-            padding, divided by the in-volume weight, see :func:`separable_filter`), radius ``ceil(3 sigma)``.
-        eps: keeps two empty labels at loss 0.
+    :param y_true, y_pred: labels/probabilities in [0, 1], ``[b, d1, d2, d3]`` or ``[b, d1, d2, d3, c]``.
+    :param scales: Gaussian sigmas in voxels; both labels are smoothed at each scale (0 = as given) and the
+        losses averaged over scales. ``None`` = ``[0]``. Smoothing is a normalised local mean (zero
+        padding, divided by the in-volume weight, see :func:`tutorialreg.filters.separable_filter`),
+        radius ``ceil(3 sigma)``.
+    :param eps: keeps two empty labels at loss 0.
 
-    Returns:
-        ``[b]`` in [0, 1].
+    :return: ``[b]`` in [0, 1].
     """
 
     def one_scale(t: tf.Tensor, p: tf.Tensor) -> tf.Tensor:
@@ -292,8 +285,7 @@ def jaccard_loss(y_true, y_pred, scales: Sequence[float] | None = None, eps: flo
 
     Binary labels: ``1 - |T n P| / |T u P|``. Channels, ``scales`` and ``eps`` as in :func:`dice_loss`.
 
-    Returns:
-        ``[b]`` in [0, 1].
+    :return: ``[b]`` in [0, 1].
     """
 
     def one_scale(t: tf.Tensor, p: tf.Tensor) -> tf.Tensor:
@@ -312,8 +304,7 @@ def cross_entropy(y_true, y_pred, scales: Sequence[float] | None = None, eps: fl
     ``y_pred`` is clipped to ``[eps, 1 - eps]``; each channel is an independent binary label. ``scales`` as in
     :func:`dice_loss`. Identical hard labels give about ``eps`` (the minimum over ``y_pred``).
 
-    Returns:
-        ``[b]``.
+    :return: ``[b]``.
     """
 
     def one_scale(t: tf.Tensor, p: tf.Tensor) -> tf.Tensor:
@@ -376,8 +367,8 @@ def _stencil_penalty(u: tf.Tensor, stencils: tuple[Stencil, ...], l1: bool) -> t
 
     ``u`` ``[b, d1, d2, d3, c]`` -> ``[b]``. The gradient is written out as the adjoint stencils applied to
     the zero-padded residuals, ``sum_s weight_s L_s^T phi'(L_s u) / n``: the same numbers as automatic
-    differentiation, but without one full-size strided-slice gradient per tap, 1.5x faster under XLA and
-    about 5x faster without it (measured at 128x128x37 and 96x96x104).
+    differentiation, but without one full-size strided-slice gradient per tap (``benchmarks/bench_core.py``
+    times it).
     """
 
     @tf.custom_gradient
@@ -411,11 +402,9 @@ def bending_energy(ddf) -> tf.Tensor:
     derivatives ``u(x+1) - 2u(x) + u(x-1)`` and mixed ones from central differences
     ``(u(+,+) - u(+,-) - u(-,+) + u(-,-)) / 4``. Both are exact for quadratic fields; an affine DDF gives 0.
 
-    Args:
-        ddf: ``[b, d1, d2, d3, 3]``, each spatial size >= 3.
+    :param ddf: ``[b, d1, d2, d3, 3]``, each spatial size >= 3.
 
-    Returns:
-        ``[b]``.
+    :return: ``[b]``.
     """
     return _stencil_penalty(_ddf(ddf, "bending_energy"), _BENDING, l1=False)
 
@@ -428,11 +417,9 @@ def gradient_norm(ddf, l1: bool = False) -> tf.Tensor:
     ``sum (du_k/dx_a)^2`` (squared Frobenius norm, ``l1=False``), then averages over voxels.
     For ``u(x) = A x + b`` that is ``sum |A|`` or ``|A|_F^2``.
 
-    Args:
-        ddf: ``[b, d1, d2, d3, 3]``, each spatial size >= 3.
+    :param ddf: ``[b, d1, d2, d3, 3]``, each spatial size >= 3.
 
-    Returns:
-        ``[b]``.
+    :return: ``[b]``.
     """
     return _stencil_penalty(_ddf(ddf, "gradient_norm"), _GRADIENT, l1=l1)
 

@@ -64,13 +64,18 @@ def reference_grid(shape: Sequence[int]) -> tf.Tensor:
     return tf.stack(tf.meshgrid(*axes, indexing="ij"), axis=-1)
 
 
+def _batched_matrix(x, name: str, shape: tuple[int, int], what: str) -> tf.Tensor:
+    """``[rows, cols]`` or ``[batch, rows, cols]`` -> float32 ``[batch, rows, cols]``."""
+    x = _as_float(x, name)
+    if x.shape.rank == 2:
+        x = x[None]
+    if x.shape.rank != 3 or tuple(x.shape[1:]) != shape:
+        raise ValueError(f"{name} must have shape [batch, {shape[0]}, {shape[1]}] ({what}), got {x.shape}")
+    return x
+
+
 def _check_theta(theta) -> tf.Tensor:
-    theta = _as_float(theta, "theta")
-    if theta.shape.rank == 2:
-        theta = theta[None]
-    if theta.shape.rank != 3 or tuple(theta.shape[1:]) != (4, 3):
-        raise ValueError(f"theta must have shape [batch, 4, 3] (row-vector affine), got {theta.shape}")
-    return theta
+    return _batched_matrix(theta, "theta", (4, 3), "row-vector affine")
 
 
 def affine_grid(grid, theta) -> tf.Tensor:
@@ -155,11 +160,7 @@ def theta_to_matrix(theta) -> tf.Tensor:
 
 def matrix_to_theta(matrix) -> tf.Tensor:
     """``[batch, 4, 4]`` homogeneous matrix -> ``[batch, 4, 3]`` row-vector theta."""
-    matrix = _as_float(matrix, "matrix")
-    if matrix.shape.rank == 2:
-        matrix = matrix[None]
-    if matrix.shape.rank != 3 or tuple(matrix.shape[1:]) != (4, 4):
-        raise ValueError(f"matrix must have shape [batch, 4, 4], got {matrix.shape}")
+    matrix = _batched_matrix(matrix, "matrix", (4, 4), "homogeneous")
     return tf.transpose(matrix[:, :3, :], [0, 2, 1])
 
 
@@ -200,8 +201,8 @@ def warp_affine(
     """Resample ``image`` at ``[p, 1] @ theta`` for every voxel ``p`` of a grid of ``shape``.
 
     The same as ``resample(image, affine_grid(reference_grid(shape), theta))``, computed without building
-    the ``[..., 3]`` location tensor, which makes value + gradient with respect to ``theta`` about 1.6x
-    faster on a CPU (the inner loop of affine registration).
+    the ``[..., 3]`` location tensor, which makes value and gradient with respect to ``theta`` cheaper (the
+    inner loop of affine registration; ``benchmarks/bench_core.py`` times both).
 
     :param image: ``[batch, m1, m2, m3]`` or ``[batch, m1, m2, m3, c]`` (moving image).
     :param theta: ``[batch, 4, 3]`` (a batch of 1 is broadcast against the image's batch and vice versa).

@@ -14,6 +14,11 @@ from tutorialreg.optimise.pyramid import as_image
 __all__ = ["RegistrationResult"]
 
 
+def _from_trace(name: str, doc: str) -> property:
+    """A read-only property that reads ``name`` of the result's :class:`Trace`."""
+    return property(lambda self: getattr(self.trace, name), doc=doc)
+
+
 @dataclass(frozen=True)
 class RegistrationResult:
     """The result of :func:`~tutorialreg.optimise.register_affine` or :func:`~.register_ddf`.
@@ -39,40 +44,13 @@ class RegistrationResult:
     theta: np.ndarray | None = None
     velocity: np.ndarray | None = None
 
-    @property
-    def history(self) -> dict[str, np.ndarray]:
-        """``{term: [steps]}`` loss values of every step (:attr:`Trace.history`)."""
-        return self.trace.history
-
-    @property
-    def level(self) -> np.ndarray:
-        """``[steps]`` pyramid level index of every step."""
-        return self.trace.level
-
-    @property
-    def level_steps(self) -> list[int]:
-        """Steps run at each level."""
-        return self.trace.level_steps
-
-    @property
-    def time_per_step(self) -> float:
-        """Mean seconds per step, compilation excluded."""
-        return self.trace.time_per_step
-
-    @property
-    def level_time_per_step(self) -> list[float]:
-        """Median seconds per step of each level, compilation excluded."""
-        return self.trace.level_time_per_step
-
-    @property
-    def compile_time(self) -> float:
-        """Seconds spent compiling."""
-        return self.trace.compile_time
-
-    @property
-    def stopped_early(self) -> bool:
-        """True when a plateau stopped a level before its budget."""
-        return self.trace.stopped_early
+    history = _from_trace("history", "``{term: [steps]}`` loss values of every step.")
+    level = _from_trace("level", "``[steps]`` pyramid level index of every step.")
+    level_steps = _from_trace("level_steps", "Steps run at each level.")
+    time_per_step = _from_trace("time_per_step", "Mean seconds per step, compilation excluded.")
+    level_time_per_step = _from_trace("level_time_per_step", "Median seconds per step of each level.")
+    compile_time = _from_trace("compile_time", "Seconds spent compiling.")
+    stopped_early = _from_trace("stopped_early", "True when a plateau stopped a level before its budget.")
 
     @property
     def steps(self) -> int:

@@ -18,6 +18,10 @@ import numpy as np
 
 from tutorialreg.checks import number, per_level
 
+IMAGE_LOSSES = ("ssd", "ncc", "lncc", "gmi")
+DEFORM_LOSSES = ("bending", "gradient-l1", "gradient-l2")
+DECAYS = ("constant", "cosine")
+
 __all__ = [
     "AFFINE_RECOMMENDED",
     "AFFINE_TUTORIAL",
@@ -29,9 +33,6 @@ __all__ = [
     "Schedule",
 ]
 
-IMAGE_LOSSES = ("ssd", "ncc", "lncc", "gmi")
-DEFORM_LOSSES = ("bending", "gradient-l1", "gradient-l2")
-DECAYS = ("constant", "cosine")
 Factor = tuple[int, int, int]
 
 
