@@ -101,9 +101,10 @@ def main() -> None:
           f"{_load()}")
     print(f"no registration: gland Dice {before['dice']:.3f}, HD95 {before['hd95']:.1f} mm, landmarks "
           f"{before['landmark']:.1f} mm ({before['landmarks']} landmarks)")
-    for key, title in (("dice", "gland Dice"), ("hd95", "gland HD95 mm"), ("landmark", "landmarks mm"),
-                       ("folding", "folding %"), ("train_s", "training s"), ("pairs_per_s", "training pairs/s"),
-                       ("infer_s", "inference s/pair")):
+    rows = (("dice", "gland Dice"), ("hd95", "gland HD95 mm"), ("landmark", "landmarks mm"),
+            ("folding", "folding %"), ("train_s", "training s"), ("pairs_per_s", "training pairs/s"),
+            ("infer_s", "inference s/pair"))
+    for key, title in rows:
         goal = f"   goal {GOALS[key][0]} {GOALS[key][1]:g}" if key in GOALS else ""
         print(f"  {title:18s} {spread(runs, key)}{goal}")
     print(f"  vanished landmarks: {[r['vanished'] for r in runs]} of {runs[0]['landmarks']}")

@@ -12,16 +12,23 @@ Four checks, then a short report; the exit status is 1 if any check fails:
    URLs, with DNS and proxy set up so that no connection can succeed; a screenshot must not be blank.
 3. **Math**: on every page with math, the DOM after MathJax ran (``--dump-dom --virtual-time-budget``) must
    hold at least one ``mjx-container`` per math element and no raw TeX (``\\(``, ``\\[``, ``$$``) in the text.
-4. **Slice browsers** (``tutorialreg.viz.slice_browser``): on every page that has one, opening the page
-   with ``#z=N`` must change the frame shown (image and caption) compared with opening it plainly.
+4. **Slice browsers** (``tutorialreg.viz.slice_browser``, root class ``tutorialreg-slice-browser``): on every
+   page that has one, opening the page with ``#z=N`` must change the frame shown (image and caption) compared
+   with opening it plainly; so must moving its slider (below).
+5. **Parameter sliders** (root class ``tutorialreg-frame-slider``, elements ``{id}-img``, ``{id}-range``,
+   ``{id}-label`` like the slice browser): on every page that has one, moving the slider must change the frame
+   shown. "Moving" is what a reader's drag does: a copy of the page, beside it, gets a script that sets each
+   ``{id}-range`` to another value (its max, or its min when it is at the max) and dispatches ``input`` and
+   ``change`` events on it once the page has loaded; its DOM is compared with the plain page's.
 
-Steps 2-4 need Chromium (Debian: ``apt-get install chromium``); ``--no-browser`` runs step 1 only.
+Steps 2-5 need Chromium (Debian: ``apt-get install chromium``); ``--no-browser`` runs step 1 only.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import re
 import shutil
 import subprocess
@@ -32,6 +39,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 BROWSER_CLASS = "tutorialreg-slice-browser"
+SLIDER_CLASS = "tutorialreg-frame-slider"
 CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
     "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-extensions",
@@ -51,6 +59,7 @@ class PageScan:
     stylesheets: list[str] = field(default_factory=list)   # <link rel=stylesheet href> values
     math: int = 0                                          # elements with class "math"
     browsers: list[str] = field(default_factory=list)      # ids of slice-browser elements
+    sliders: list[str] = field(default_factory=list)       # ids of parameter (frame) slider elements
 
 
 class _Scanner(HTMLParser):
@@ -69,10 +78,12 @@ class _Scanner(HTMLParser):
             self.scan.math += 1
         if BROWSER_CLASS in classes:
             self.scan.browsers.append(a.get("id", ""))
+        if SLIDER_CLASS in classes:
+            self.scan.sliders.append(a.get("id", ""))
 
 
 def scan_page(text: str) -> PageScan:
-    """Scripts, stylesheets, math elements and slice browsers of one HTML page."""
+    """Scripts, stylesheets, math elements, slice browsers and parameter sliders of one HTML page."""
     scanner = _Scanner()
     scanner.feed(text)
     return scanner.scan
@@ -118,6 +129,38 @@ def browser_state(dom: str, element_id: str) -> tuple[str, str]:
     src = re.search(r'src="([^"]*)"', img.group(0)).group(1) if img else ""
     cap = re.search(rf'id="{re.escape(element_id)}-label"[^>]*>([^<]*)<', dom)
     return hashlib.sha1(src.encode()).hexdigest()[:12], (cap.group(1).strip() if cap else "")
+
+
+_MOVE_SCRIPT = """<script>/* added by tools/check_static_book.py: move each slider as a reader would */
+window.addEventListener("load", function () {
+  %s.forEach(function (id) {
+    var r = document.getElementById(id + "-range");
+    if (!r) { return; }
+    var lo = r.min === "" ? 0 : +r.min, hi = r.max === "" ? 100 : +r.max;
+    r.value = (+r.value !== hi) ? hi : lo;
+    r.dispatchEvent(new Event("input", {bubbles: true}));
+    r.dispatchEvent(new Event("change", {bubbles: true}));
+  });
+});
+</script>"""
+
+
+def with_slider_moves(html: str, element_ids: list[str]) -> str:
+    """``html`` with a script that, once the page has loaded, moves the range input ``{id}-range`` of each
+    element to another value and fires the events a reader's drag fires."""
+    script = _MOVE_SCRIPT % json.dumps(element_ids)
+    i = html.lower().rfind("</body>")
+    return html[:i] + script + html[i:] if i >= 0 else html + script
+
+
+def moved_dom(browser: Chromium, page: Path, element_ids: list[str]) -> str:
+    """The DOM of ``page`` after its sliders were moved (a temporary copy beside it, then removed)."""
+    copy = page.with_name(f".check-static-moved-{page.name}")
+    copy.write_text(with_slider_moves(page.read_text(encoding="utf-8"), element_ids), encoding="utf-8")
+    try:
+        return browser.dump_dom(copy.as_uri())
+    finally:
+        copy.unlink(missing_ok=True)
 
 
 # --------------------------------------------------------------------------------------------------- browser
@@ -249,20 +292,40 @@ def main(argv: list[str] | None = None) -> int:
                 failures.append(f"{page.relative_to(root)}: math not rendered "
                                 f"({rendered} of {scans[page].math})")
 
-        # 4. slice browsers respond to #z=N
+        # 4. slice browsers respond to #z=N and to their slider
         browser_pages = [p for p, s in scans.items() if s.browsers]
-        print(f"== 4. slice browsers on {len(browser_pages)} page(s), fragment #z={args.slice}")
+        print(f"== 4. slice browsers on {len(browser_pages)} page(s), fragment #z={args.slice} and slider")
         for page in browser_pages:
+            ids = scans[page].browsers
             plain = browser.dump_dom(page.as_uri())
-            moved = browser.dump_dom(f"{page.as_uri()}#z={args.slice}")
-            for element_id in scans[page].browsers:
-                before, after = browser_state(plain, element_id), browser_state(moved, element_id)
-                ok = bool(before[1]) and before[0] != after[0] and before[1] != after[1]
+            hashed = browser.dump_dom(f"{page.as_uri()}#z={args.slice}")
+            dragged = moved_dom(browser, page, ids)
+            for element_id in ids:
+                before = browser_state(plain, element_id)
+                for how, dom in ((f"#z={args.slice}", hashed), ("slider", dragged)):
+                    after = browser_state(dom, element_id)
+                    ok = bool(before[1]) and before[0] != after[0] and before[1] != after[1]
+                    print(f"  {'ok' if ok else 'FAIL'} {page.relative_to(root)} {element_id} ({how}): "
+                          f"'{before[1]}' -> '{after[1]}' (frame {before[0]} -> {after[0]})")
+                    if not ok:
+                        failures.append(f"{page.relative_to(root)}: slice browser {element_id} ignored {how}")
+
+        # 5. parameter sliders change frame when moved
+        slider_pages = [p for p, s in scans.items() if s.sliders]
+        print(f"== 5. parameter sliders on {len(slider_pages)} page(s)")
+        for page in slider_pages:
+            ids = scans[page].sliders
+            plain = browser.dump_dom(page.as_uri())
+            dragged = moved_dom(browser, page, ids)
+            for element_id in ids:
+                before, after = browser_state(plain, element_id), browser_state(dragged, element_id)
+                shown = bool(before[1]) and re.search(rf'id="{re.escape(element_id)}-img"', plain)
+                ok = bool(shown) and before[0] != after[0] and before[1] != after[1]
                 print(f"  {'ok' if ok else 'FAIL'} {page.relative_to(root)} {element_id}: "
                       f"'{before[1]}' -> '{after[1]}' (frame {before[0]} -> {after[0]})")
                 if not ok:
-                    failures.append(f"{page.relative_to(root)}: slice browser {element_id} "
-                                    f"ignored #z={args.slice}")
+                    failures.append(f"{page.relative_to(root)}: parameter slider {element_id} did not change "
+                                    "frame when moved")
     finally:
         browser.close()
     return _report(failures)
