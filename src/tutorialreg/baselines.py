@@ -13,16 +13,18 @@ the DDF on the fixed grid and the CPU seconds it took.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
 
 from tutorialreg import warp
+from tutorialreg.evaluate import Comparison, pair_scores
 from tutorialreg.optimise import AFFINE_RECOMMENDED, NONRIGID_RECOMMENDED, register_affine, register_ddf
 
-__all__ = ["LABEL_DRIVEN", "LABEL_FREE_AFFINE", "LABEL_FREE_NONRIGID", "Registered", "label_driven",
-           "label_free", "label_map"]
+__all__ = ["LABEL_DRIVEN", "LABEL_FREE_AFFINE", "LABEL_FREE_NONRIGID", "Registered", "compare",
+           "label_driven", "label_free", "label_map"]
 
 #: Affine stage of :func:`label_free`: chapter 4's settings with mutual information instead of SSD.
 LABEL_FREE_AFFINE = AFFINE_RECOMMENDED.replace(loss="gmi", levels=(2, 1), smoothing=(1.0, 0.0),
@@ -69,3 +71,32 @@ def label_driven(moving_label, fixed_label, settings=LABEL_DRIVEN, seed: int = 0
     moving, fixed = label_map(moving_label), label_map(fixed_label)
     result = register_ddf(moving, fixed, settings, seed=seed, progress=False)
     return Registered(result.ddf, time.perf_counter() - tic)
+
+
+Method = Callable[[Mapping], "Registered | None"]
+
+
+def compare(pairs: Sequence[Mapping], methods: Mapping[str, Method], comparison: Comparison | None = None,
+            notes: Mapping[str, str] | None = None) -> Comparison:
+    """Score every method on every pair: the one loop behind the book's old-versus-new tables.
+
+    :param pairs: dicts with ``moving_label``, ``fixed_label`` ``[d1, d2, d3, c]`` (and whatever the methods
+        read, e.g. images), ``spacing`` (mm) and optionally ``label_mask`` ``[c]``.
+    :param methods: ``{name: method(pair) -> Registered or None}``; None means "no registration" (the
+        moving label as it is).
+    :param comparison: a :class:`~tutorialreg.evaluate.Comparison` to add to (default: a new one).
+    :param notes: ``{name: note}`` shown under the table (e.g. which method needs labels at test time).
+    """
+    comparison = comparison if comparison is not None else Comparison()
+    for name, method in methods.items():
+        for pair in pairs:
+            done = method(pair)
+            if done is None:
+                warped, ddf, seconds = pair["moving_label"], None, 0.0
+            else:
+                warped = warp.warp(np.asarray(pair["moving_label"])[None], done.ddf).numpy()[0]
+                ddf, seconds = done.ddf, done.seconds
+            row = pair_scores(warped, pair["fixed_label"], ddf, pair.get("spacing", (1.0, 1.0, 1.0)), seconds,
+                              pair.get("label_mask"))
+            comparison.add(name, row, (notes or {}).get(name))
+    return comparison

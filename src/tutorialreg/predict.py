@@ -47,7 +47,8 @@ class PredictResult:
     :ivar summary: ``{label: {metric: (mean, std)}}``, NaN ignored.
     :ivar seconds_per_pair: median network time per pair (the first call, which builds the graph, excluded).
     :ivar pairs: with ``return_arrays``, one dict of numpy arrays per pair: the inputs, the model's outputs
-        (``ddf``, ``warped_image``, ``warped_label``), ``spacing`` and ``name``.
+        (``ddf``, ``warped_image``, ``warped_label``), ``spacing`` (mm), ``name`` and ``seconds`` (network and
+        refinement time).
     """
 
     rows: list[dict]
@@ -252,7 +253,8 @@ def predict(config, checkpoint: str | os.PathLike | None = None, split: str = "t
         if folder is not None:
             _write_pair(folder, i, item, out, spacing, png_labels)
         if return_arrays:
-            kept.append({"name": name, **item, **out, "spacing": spacing})
+            kept.append({"name": name, **item, **out, "spacing": spacing,
+                         "seconds": seconds + refine_seconds})
     summary = _summarise(rows)
     if folder is not None:
         write_csv(folder / "metrics.csv", rows, summary)
