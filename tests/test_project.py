@@ -159,11 +159,15 @@ def test_set_repository_rewrites_a_copy_consistently(tmp_path):
     assert config["repository"] == {"url": "https://github.com/someone/registration-fork", "branch": "dev",
                                     "path_to_book": ""}
     assert config == {**_config(), "repository": config["repository"]}, "nothing else in _config.yml changed"
+    def in_sync(root, chapter):
+        md, nb = jupytext.read(root / f"{chapter}.md"), jupytext.read(root / f"{chapter}.ipynb")
+        return [c.source for c in md.cells] == [c.source for c in nb.cells]
+
     for chapter in CHAPTERS:
-        md, nb = jupytext.read(copy / f"{chapter}.md"), jupytext.read(copy / f"{chapter}.ipynb")
         assert _install_specs(_code_cells(copy / f"{chapter}.md")[0]) == \
             ["git+https://github.com/someone/registration-fork@dev"]
-        assert [c.source for c in md.cells] == [c.source for c in nb.cells], f"{chapter}: pair out of sync"
+        # a pair in sync stays in sync (test_book.py reports pairs that are out of sync already)
+        assert in_sync(copy, chapter) or not in_sync(ROOT, chapter), f"{chapter}: pair out of sync"
         json.loads((copy / f"{chapter}.ipynb").read_text())  # still valid JSON
         assert "github.com/tutorialreg/" not in (copy / f"{chapter}.md").read_text()
     assert "https://github.com/someone/registration-fork" in (copy / "README.md").read_text()

@@ -44,6 +44,7 @@ from tutorialreg.runtime import fast_mode
 
 __all__ = [
     "DEFAULTS",
+    "load_pairs",
     "available_memory",
     "build_model",
     "check_preload",
@@ -334,3 +335,15 @@ def datasets(config: Mapping, splits: Sequence[str]) -> dict:
             raise ValueError(f"unknown split(s) {unknown}; this data set has {sorted(names)}")
         return {s: data.PairedDataset(d["name"], None, names=names[s], **options) for s in splits}
     return {s: data.PairedDataset(d["name"], s, **options) for s in splits}
+
+
+def load_pairs(config: Mapping, split: str) -> list[dict]:
+    """Every pair of a split as numpy arrays on the config's grid: the items of
+    :class:`~tutorialreg.data.PairArrays` (images, labels padded to ``label_channels``, ``label_mask``) plus
+    ``name`` and ``spacing`` (mm per voxel of the grid)."""
+    from tutorialreg import data
+
+    ds = datasets(config, [split])[split]
+    arrays = data.PairArrays(ds, config["dataset"]["label_channels"])
+    return [{**arrays.item(i), "name": name, "spacing": ds.spacing(name)}
+            for i, name in enumerate(arrays.names)]

@@ -62,11 +62,13 @@ class Comparison:
     """Methods scored on the same pairs: ``rows[method]`` is one :func:`pair_scores` dict per pair.
 
     ``summary(method)`` gives the mean of each column over pairs, except ``landmark``: the mean over every
-    landmark of every pair (pairs hold different numbers of landmarks), and ``vanished``: their total.
+    landmark of every pair (pairs hold different numbers of landmarks), ``seconds``: the median over pairs,
+    and ``vanished`` and ``landmarks``: totals. ``structure`` names label channel 0 in the table.
     """
 
     rows: dict[str, list[dict]] = field(default_factory=dict)
     notes: dict[str, str] = field(default_factory=dict)
+    structure: str = "gland"
 
     def add(self, method: str, row: Mapping, note: str | None = None) -> None:
         self.rows.setdefault(method, []).append(dict(row))
@@ -84,18 +86,24 @@ class Comparison:
             out = {key: float(np.nanmean(self.values(method, key))) for key, _, _ in COLUMNS}
             marks = [d for r in rows for d in r.get("_landmark_distances", [])]
             out["landmark"] = float(np.nanmean(marks)) if np.isfinite(marks).any() else float("nan")
+        out["seconds"] = float(np.median(self.values(method, "seconds")))  # a typical pair
         out["vanished"] = int(sum(r["vanished"] for r in rows))
+        out["landmarks"] = int(sum(r["landmarks"] for r in rows))
         out["pairs"] = len(rows)
         return out
 
     def table(self, methods: Sequence[str] | None = None) -> str:
-        """A plain-text table of the summaries, one line per method (notes marked with *)."""
+        """A plain-text table of the summaries, one line per method (notes marked with *); the landmark
+        column only when there are landmarks."""
         methods = list(self.rows) if methods is None else list(methods)
+        summaries = {m: self.summary(m) for m in methods}
+        columns = [(k, title.replace("gland", self.structure), fmt) for k, title, fmt in COLUMNS
+                   if k != "landmark" or any(s["landmarks"] for s in summaries.values())]
         width = max(len(m) + (2 if m in self.notes else 0) for m in methods)
-        lines = [f"{'method':{width}s} " + " ".join(f"{title:>12s}" for _, title, _ in COLUMNS)]
+        lines = [f"{'method':{width}s} " + " ".join(f"{title:>12s}" for _, title, _ in columns)]
         for m in methods:
-            s = self.summary(m)
             name = m + (" *" if m in self.notes else "")
-            lines.append(f"{name:{width}s} " + " ".join(f"{fmt.format(s[k]):>12s}" for k, _, fmt in COLUMNS))
+            lines.append(f"{name:{width}s} " + " ".join(f"{fmt.format(summaries[m][k]):>12s}"
+                                                         for k, _, fmt in columns))
         lines += [f"* {m}: {note}" for m, note in self.notes.items() if m in methods]
         return "\n".join(lines)

@@ -183,7 +183,7 @@ class Trainer:
             for key in ("moving_label", "fixed_label"):
                 batch[key] = tf.gather(batch[key], self._used, axis=-1)
             batch["label_weights"] = tf.gather(batch["label_mask"], self._used, axis=-1) * self._used_weights
-        if self.augment > 0:  # the same random affine for an image and its label, drawn per side
+        if "moving_theta" in batch:  # augmentation: one random affine per side, for an image and its label
             for side in ("moving", "fixed"):
                 ddf = warp.ddf_from_theta(batch[f"{side}_theta"], batch["fixed_image"].shape[1:4])
                 batch[f"{side}_image"] = warp.warp(batch[f"{side}_image"], ddf)

@@ -236,12 +236,18 @@ def fetch(name: str, progress: bool = False, timeout: tuple[float, float] | None
     return FetchResult(paths, name, data_dir() / name, standin)
 
 
+_ANNOUNCED: set[str] = set()  # datasets whose stand-in banner this process has printed (once is enough)
+
+
 def _standin_notice(name: str, count: int) -> None:
-    """Say loudly (printed banner and a warning) that ``count`` images of ``name`` are stand-ins."""
+    """Say loudly (a printed banner, the first time in a process, and a warning every time) that ``count``
+    images of ``name`` are stand-ins."""
     notice = (
         f"STAND-IN DATA: {count} lung CT image(s) of {name} are unavailable; synthetic CT-like volumes are "
         "built from the real lung masks instead (TUTORIALREG_ALLOW_STANDIN=1). Results on them are NOT "
         "results on real CT."
     )
-    print(f"\n{'!' * 100}\n{notice}\n{'!' * 100}\n", flush=True)
+    if name not in _ANNOUNCED:
+        _ANNOUNCED.add(name)
+        print(f"\n{'!' * 100}\n{notice}\n{'!' * 100}\n", flush=True)
     warnings.warn(notice, stacklevel=3)

@@ -373,11 +373,11 @@ class FrameSlider(_FrameView):
         return widgets.VBox([*parts, widgets.HBox([slider, caption]), image])
 
 
-def _frame_png(frame: Any, i: int) -> bytes:
-    """PNG bytes of one frame: a Figure rendered with Agg at its own dpi (then closed in pyplot), or PNG
-    bytes checked by their signature."""
+def _frame_png(frame: Any, i: int, colours: int | None) -> bytes:
+    """PNG bytes of one frame: a Figure rendered with Agg at its own dpi (then closed in pyplot; a palette
+    PNG of ``colours`` colours when given), or PNG bytes checked by their signature."""
     if isinstance(frame, Figure):
-        png = png_bytes(frame, None)
+        png = png_bytes(frame, colours)
         if "matplotlib.pyplot" in sys.modules:
             sys.modules["matplotlib.pyplot"].close(frame)  # not shown a second time below the slider
         return png
@@ -388,7 +388,7 @@ def _frame_png(frame: Any, i: int) -> bytes:
 
 
 def frame_slider(frames: Sequence[Any], labels: Sequence[str], title: str = "", param_name: str = "parameter",
-                 mode: str = "auto") -> FrameSlider:
+                 mode: str = "auto", colours: int | None = _PNG_COLOURS) -> FrameSlider:
     """A slider over precomputed results, e.g. one figure per regularisation weight.
 
     The display rule (``mode``) is that of :func:`slice_browser`: a static HTML + JS slider over base64
@@ -399,6 +399,7 @@ def frame_slider(frames: Sequence[Any], labels: Sequence[str], title: str = "", 
     :param labels: one caption per frame, e.g. ``"weight 0.3: Dice 0.78, folding 0.1 %"``.
     :param title: shown above the image.
     :param param_name: what the slider changes (its label).
+    :param colours: Figures become palette PNGs of this many colours (a page stays small); None keeps RGB.
     :return: a :class:`FrameSlider`.
     """
     frames, labels = list(frames), [str(t) for t in labels]
@@ -408,5 +409,5 @@ def frame_slider(frames: Sequence[Any], labels: Sequence[str], title: str = "", 
         raise ValueError(f"frame_slider: labels must have one entry per frame ({len(frames)}); "
                          f"got {len(labels)}")
     mode = _common.resolve_mode(mode, "frame_slider")
-    pngs = [_frame_png(f, i) for i, f in enumerate(frames)]
+    pngs = [_frame_png(f, i, colours) for i, f in enumerate(frames)]
     return FrameSlider(pngs, labels, str(title), str(param_name), mode)

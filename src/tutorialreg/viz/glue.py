@@ -16,8 +16,9 @@ __all__ = ["glue"]
 GLUE_PREFIX = "application/papermill.record/"
 
 
-def glue(name: str, value: Any, display: bool = False) -> Any:
-    """Record ``value`` under ``name`` for ``{glue:text}`` / ``{glue:}`` in the book; returns ``value``.
+def glue(name: str, value: Any, display: bool = False) -> None:
+    """Record ``value`` under ``name`` for ``{glue:text}`` / ``{glue:}`` in the book (returns nothing, so a
+    glue at the end of a cell prints nothing).
 
     :param display: also show the value where it is recorded (figures, tables).
 
@@ -28,7 +29,7 @@ def glue(name: str, value: Any, display: bool = False) -> Any:
     if hasattr(value, "item") and getattr(value, "shape", None) == ():
         value = value.item()
     if get_ipython() is None:
-        return value
+        return
     from IPython.core.formatters import format_display_data
     from IPython.display import display as show
 
@@ -36,4 +37,3 @@ def glue(name: str, value: Any, display: bool = False) -> Any:
     prefix = "" if display else GLUE_PREFIX
     metadata["scrapbook"] = {"name": name, "mime_prefix": prefix}
     show({prefix + key: data for key, data in bundle.items()}, raw=True, metadata=metadata)
-    return value
