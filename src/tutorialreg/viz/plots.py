@@ -14,7 +14,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.colors import TwoSlopeNorm, to_rgb, to_rgba
 from matplotlib.figure import Figure
-from matplotlib.patches import Patch
+from matplotlib.patches import Patch, Rectangle
 from matplotlib.transforms import offset_copy
 
 from tutorialreg.viz._common import (
@@ -24,6 +24,7 @@ from tutorialreg.viz._common import (
     as_ddf2d,
     as_ddf3d,
     as_pair_2d,
+    as_volume,
     aspect_for,
     check_axis,
     draw_labels,
@@ -476,3 +477,34 @@ def plot_slices(volumes: Sequence[Any], titles: Sequence[str] | None = None,
             ax.set_xlabel(f"axis {cols_ax} (voxels)", fontsize=8)
     fig.suptitle(suptitle if suptitle is not None else f"slices along axis {axis}")
     return fig
+
+
+def plot_in_world(ax: Axes, image: Any, label: Any, affine: Any, k: int, colour: str,
+                  name: str, shift_mm: Sequence[float] = (0.0, 0.0, 0.0), marker_size: float = 10.0) -> Axes:
+    """Slice ``k`` (along axis 2) of a volume and its label outline, drawn where they lie in world
+    coordinates (mm, axis 0 down, axis 1 across), moved by ``-shift_mm``; a rectangle marks the volume's
+    extent, ``+`` its centre and ``o`` its voxel (0, 0, 0). Returns the Axes.
+
+    :param image: ``[d1, d2, d3]``; ``label``: the same shape (outlined at 0.5), or None.
+    :param affine: ``[4, 4]`` voxel-to-world matrix (NIfTI), without rotation in the slice plane.
+    """
+    from tutorialreg import geometry
+
+    vol = as_volume(image, "plot_in_world: image")
+    spacing, _, _ = geometry.split_affine(affine)
+    shift = np.asarray(shift_mm, np.float64)
+    rows = geometry.world_from_index(affine, [[i, 0, k] for i in range(vol.shape[0])])[:, 0] - shift[0]
+    cols = geometry.world_from_index(affine, [[0, j, k] for j in range(vol.shape[1])])[:, 1] - shift[1]
+    half = spacing[:2] / 2
+    box = (cols[0] - half[1], cols[-1] + half[1], rows[-1] + half[0], rows[0] - half[0])  # l, r, b, t
+    ax.imshow(vol[:, :, k], cmap="gray", extent=box)
+    ax.add_patch(Rectangle((box[0], box[3]), box[1] - box[0], box[2] - box[3], fill=False, lw=2.5, ec=colour,
+                           label=f"{name}: extent, outline, centre +, voxel (0,0,0) o"))
+    if label is not None:
+        ax.contour(cols, rows, as_volume(label, "plot_in_world: label")[:, :, k], levels=[0.5],
+                   colors=[colour], linewidths=2.5)
+    centre = geometry.volume_centre(affine, vol.shape) - shift
+    ax.plot(centre[1], centre[0], "+", color=colour, ms=18, mew=3)
+    ax.plot(cols[0], rows[0], "o", color=colour, ms=marker_size, mfc="none", mew=2.5)
+    ax.set(xlabel="world (mm) along voxel axis 1", ylabel="world (mm) along voxel axis 0")
+    return ax
