@@ -6,7 +6,6 @@ import csv
 import json
 import os
 import resource
-import signal
 import subprocess
 import sys
 import textwrap
@@ -109,32 +108,47 @@ def test_a_short_training_improves_dice_on_pairs_it_did_not_train_on(tmp_path, p
     assert after.mean() > before.mean() + 0.02, (before, after)
 
 
-def test_interrupted_and_resumed_training_ends_exactly_where_an_uninterrupted_one_does(tmp_path, pairs_root,
-                                                                                       monkeypatch):
-    """Ctrl-C in the middle of epoch 2, then resume: bit-identical weights and history on the CPU."""
-    straight = _run(_config(pairs_root, tmp_path / "a", epochs=3, augment_scale=0.1, save_period=5))
-    calls = {"n": 0}
-    original = data.PairArrays.batches
+def test_interrupted_and_resumed_training_ends_exactly_where_an_uninterrupted_one_does(tmp_path, pairs_root):
+    """Ctrl-C in the middle of epoch 2, then resume: bit-identical weights and history on the CPU.
 
-    def interrupted(self, *args, **kwargs):
-        for batch in original(self, *args, **kwargs):
-            calls["n"] += kwargs.get("shuffle", True)  # training batches only, not validation
-            if calls["n"] == 4:  # second step of the second epoch (2 steps per epoch)
-                signal.raise_signal(signal.SIGINT)
-            yield batch
-
-    monkeypatch.setattr(data.PairArrays, "batches", interrupted)
-    cfg = _config(pairs_root, tmp_path / "b", epochs=3, augment_scale=0.1, save_period=5)
-    first = _run(cfg)
-    assert first.stopped == "interrupted" and first.epochs_done == 1
-    assert _names(tmp_path / "b") == ["interrupted-epoch-0001.ckpt.npz"]
-    monkeypatch.setattr(data.PairArrays, "batches", original)
-    resumed = _run(cfg, resume=True)
-    assert resumed.stopped == "completed" and resumed.epochs_done == 3
-    assert "resumed from interrupted-epoch-0001 (epoch 1)" in resumed.messages
-    assert resumed.history["loss"] == straight.history["loss"]
-    for a, b in zip(straight.model.get_weights(), resumed.model.get_weights(), strict=True):
-        np.testing.assert_array_equal(a, b)
+    In a fresh process with TensorFlow's deterministic ops, so that two uninterrupted runs are bit-identical
+    too (multi-threaded reductions may otherwise add up in a different order from run to run).
+    """
+    cfg = {name: _config(pairs_root, tmp_path / name, epochs=3, augment_scale=0.1, save_period=5)
+           for name in ("a", "b")}
+    (tmp_path / "c.json").write_text(json.dumps(cfg))
+    script = textwrap.dedent(f"""
+        import json, signal
+        import numpy as np, tensorflow as tf
+        tf.config.experimental.enable_op_determinism()
+        from tutorialreg import checkpoints, data, train
+        cfg = json.load(open({str(tmp_path / "c.json")!r}))
+        straight = train.train(cfg["a"], progress=False)
+        original, calls = data.PairArrays.batches, {{"n": 0}}
+        def interrupted(self, *args, **kwargs):
+            for batch in original(self, *args, **kwargs):
+                calls["n"] += kwargs.get("shuffle", True)  # training batches only, not validation
+                if calls["n"] == 4:  # second step of the second epoch (2 steps per epoch)
+                    signal.raise_signal(signal.SIGINT)
+                yield batch
+        data.PairArrays.batches = interrupted
+        first = train.train(cfg["b"], progress=False)
+        assert first.stopped == "interrupted" and first.epochs_done == 1, first
+        names = [p.name for p in checkpoints.find({str(tmp_path / "b")!r})]
+        assert names == ["interrupted-epoch-0001.ckpt.npz"], names
+        data.PairArrays.batches = original
+        resumed = train.train(cfg["b"], resume=True, progress=False)
+        assert resumed.stopped == "completed" and resumed.epochs_done == 3
+        assert "resumed from interrupted-epoch-0001 (epoch 1)" in resumed.messages, resumed.messages
+        assert resumed.history["loss"] == straight.history["loss"], (resumed.history, straight.history)
+        for a, b in zip(straight.model.get_weights(), resumed.model.get_weights(), strict=True):
+            np.testing.assert_array_equal(a, b)
+        print("OK")
+    """)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,
+                          timeout=900)
+    assert done.returncode == 0 and "OK" in done.stdout, done.stderr[-4000:]
 
 
 def test_a_huge_learning_rate_never_crashes(tmp_path, pairs_root):

@@ -175,8 +175,9 @@ def test_plot_grid_3d_draws_both_lattices():
     ax.figure.canvas.draw()  # 3-D collections project their segments when drawn
     assert ax.name == "3d" and ax.get_title() == "lattice" and ax.get_xlabel() == "axis 0 (voxels)"
     grid, moved = [c for c in ax.collections if isinstance(c, Line3DCollection)]
-    n_lines = d2 * d3 + d1 * d3 + d1 * d2  # lines along axis 0, 1 and 2
-    assert len(grid.get_segments()) == len(moved.get_segments()) == n_lines
+    # two-point pieces of the lines along axis 0, 1 and 2
+    n_pieces = d2 * d3 * (d1 - 1) + d1 * d3 * (d2 - 1) + d1 * d2 * (d3 - 1)
+    assert len(grid.get_segments()) == len(moved.get_segments()) == n_pieces
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["grid x", "displaced x + u(x)"]
     assert to_rgb(moved.get_color()[0]) == to_rgb(viz.OKABE_ITO[4])
     assert to_rgb(grid.get_color()[0]) == to_rgb(viz.GREY)
@@ -185,7 +186,8 @@ def test_plot_grid_3d_draws_both_lattices():
     ax3 = fig.add_subplot(projection="3d")
     out = viz.plot_grid_3d(ddf[0], ax=ax3, step=2)
     fig.canvas.draw()
-    assert out is ax3 and len(ax3.collections[0].get_segments()) == 2 * 1 + 2 * 1 + 2 * 2
+    # every 2nd line: along axis 0, 2 x 1 lines of 3 pieces; along axis 1, 2 x 1 of 2; along axis 2, 2 x 2 of 1
+    assert out is ax3 and len(ax3.collections[0].get_segments()) == 2 * 3 + 2 * 2 + 4 * 1
     assert ax3.get_title() == "voxel grid displaced by a DDF"
     with pytest.raises(ValueError, match=r"\[d1, d2, d3, 3\].*\(4, 3, 2, 2\)"):
         viz.plot_grid_3d(ddf[0, ..., :2])

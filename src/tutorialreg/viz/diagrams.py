@@ -13,17 +13,19 @@ from matplotlib.path import Path
 from tutorialreg.viz._common import GREY, OKABE_ITO, as_ddf3d, new_axes
 
 
-def _lattice_lines(points: np.ndarray, step: int) -> list[np.ndarray]:
-    """Polylines ``[n, 3]`` through a lattice of points ``[d1, d2, d3, 3]``: every ``step``-th line along
-    each axis (axes of size 1 give no lines along them)."""
-    lines: list[np.ndarray] = []
+def _lattice_lines(points: np.ndarray, step: int) -> np.ndarray:
+    """Segments ``[m, 2, 3]`` of the lines through a lattice of points ``[d1, d2, d3, 3]``: every ``step``-th
+    line along each axis, cut into its two-point pieces (one array of equal-length segments, which every
+    Matplotlib version draws; axes of size 1 give no lines along them)."""
+    segments = [np.zeros((0, 2, 3), points.dtype)]
     for axis in range(3):
         n = points.shape[axis]
         if n < 2:
             continue
         sub = points[tuple(slice(None) if a == axis else slice(None, None, step) for a in range(3))]
-        lines.extend(np.moveaxis(sub, axis, 2).reshape(-1, n, 3))
-    return lines
+        lines = np.moveaxis(sub, axis, 2).reshape(-1, n, 3)
+        segments.append(np.stack([lines[:, :-1], lines[:, 1:]], axis=2).reshape(-1, 2, 3))
+    return np.concatenate(segments)
 
 
 def plot_grid_3d(ddf: Any, ax: Axes | None = None, step: int = 1, color: str = OKABE_ITO[4],
@@ -59,6 +61,10 @@ def plot_grid_3d(ddf: Any, ax: Axes | None = None, step: int = 1, color: str = O
         ax.add_collection3d(Line3DCollection(_lattice_lines(points, step), colors=colour, linestyles=style,
                                              linewidths=width, label=label))
     both = np.concatenate([grid.reshape(-1, 3), (grid + u).reshape(-1, 3)])
+    low, high = both.min(axis=0), both.max(axis=0)
+    pad = 0.05 * np.maximum(high - low, 1.0)
+    ax.set(xlim=(low[0] - pad[0], high[0] + pad[0]), ylim=(low[1] - pad[1], high[1] + pad[1]),
+           zlim=(low[2] - pad[2], high[2] + pad[2]))  # collections do not autoscale 3-D axes everywhere
     ax.set_box_aspect(tuple(np.maximum(np.ptp(both, axis=0), 1.0)))
     ax.set(xlabel="axis 0 (voxels)", ylabel="axis 1 (voxels)", zlabel="axis 2 (voxels)")
     ax.legend(loc="upper left", fontsize="small", framealpha=0.8)
