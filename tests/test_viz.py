@@ -186,7 +186,7 @@ def test_plot_grid_3d_draws_both_lattices():
     ax3 = fig.add_subplot(projection="3d")
     out = viz.plot_grid_3d(ddf[0], ax=ax3, step=2)
     fig.canvas.draw()
-    # every 2nd line: along axis 0, 2 x 1 lines of 3 pieces; along axis 1, 2 x 1 of 2; along axis 2, 2 x 2 of 1
+    # every 2nd line: along axis 0, 2 x 1 lines of 3 pieces; axis 1, 2 x 1 of 2; axis 2, 2 x 2 of 1
     assert out is ax3 and len(ax3.collections[0].get_segments()) == 2 * 3 + 2 * 2 + 4 * 1
     assert ax3.get_title() == "voxel grid displaced by a DDF"
     with pytest.raises(ValueError, match=r"\[d1, d2, d3, 3\].*\(4, 3, 2, 2\)"):
