@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import yaml
 
-from tutorialreg import checkpoints, data, predict
+from tutorialreg import checkpoints, data, optimise, predict
 from tutorialreg import train as tr
 
 PAIRS = {"train": ["obs000", "obs001", "obs002", "obs003"], "valid": ["obs004"], "test": ["obs005", "obs006"]}
@@ -153,10 +153,8 @@ def test_interrupted_and_resumed_training_ends_exactly_where_an_uninterrupted_on
 
 def test_a_huge_learning_rate_never_crashes(tmp_path, pairs_root):
     """Learning rates of 1 and above used to send NaN displacements into the gather and crash TensorFlow."""
-    for lr in (1.0, 1e3):
-        opt = {"name": "Adam", "learning_rate": lr}
-        cfg = _config(pairs_root, tmp_path / f"lr{lr:g}", epochs=2, optimizer=opt)
-        assert _run(cfg).stopped in ("completed", "nan")
+    cfg = _config(pairs_root, tmp_path / "log", epochs=2, optimizer={"name": "Adam", "learning_rate": 1e3})
+    assert _run(cfg).stopped in ("completed", "nan")
 
 
 def test_a_non_finite_loss_stops_training_and_keeps_the_last_good_state(tmp_path, pairs_root, monkeypatch):
@@ -220,7 +218,9 @@ def test_prediction_with_refinement_never_raises_the_refined_loss(tmp_path, pair
     cfg = _config(pairs_root, tmp_path / "log", epochs=2)
     _run(cfg)
     plain = tr.predict(cfg, split="test", write=False, return_arrays=True)
-    refined = tr.predict(cfg, split="test", write=False, return_arrays=True, refine_steps=10)
+    one_level = optimise.REFINE_DEFAULT.replace(levels=(1,), steps=10)
+    refined = tr.predict(cfg, split="test", write=False, return_arrays=True, refine_steps=10,
+                         refine_settings=one_level)
     assert all(r["refine_seconds"] > 0 for r in refined.rows)
     assert np.all(np.isfinite(refined.values("dice", 0)))
     assert [p["ddf"].shape for p in refined.pairs] == [p["ddf"].shape for p in plain.pairs]
