@@ -266,3 +266,12 @@ def test_png_bytes_palette_keeps_size_down():
     from PIL import Image
 
     assert Image.open(io.BytesIO(palette)).mode == "P" and len(palette) < len(full)
+
+
+def test_slice_browser_title_and_live_plot_term_filter():
+    vol = np.random.default_rng(0).random((6, 7, 5)).astype(np.float32)
+    browser = viz.slice_browser(vol, mode="static", title="Fig. 9.1  A volume")
+    assert "Fig. 9.1  A volume" in browser.to_html()
+    live = viz.LiveLossPlot(terms=("ssd",))
+    live.on_step(0, {"total": 1.0, "ssd": 1.0})
+    assert set(live.values) == {"ssd"}

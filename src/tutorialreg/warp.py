@@ -358,6 +358,8 @@ def integrate_svf(dvf, steps: int = 7) -> tf.Tensor:
     """
     if steps < 0:
         raise ValueError(f"steps must be >= 0, got {steps}")
+    if steps == 0:  # no squaring: the velocity itself is the displacement (a first-order approximation)
+        return _check_ddf(dvf, "dvf")
     ddf = _check_ddf(dvf, "dvf") / float(2**steps)
     # a loop rather than unrolled Python: under XLA the unrolled squarings get fused into one another and the
     # forward pass recomputes them (about 35x slower at 32x64x64); the loop keeps each squaring materialised

@@ -93,7 +93,8 @@ def register_affine(moving, fixed, settings: AffineSettings = AFFINE_TUTORIAL, *
     params, trace = engine.run(
         _objective(settings, to_theta, shape), ["total", settings.loss], params, stages, lambda i, p: p,
         settings.schedule, chunk=chunk, jit=jit, callbacks=check_callbacks(callbacks), progress=progress,
-        desc="affine", cache_key=("affine", repr(settings), shape))
+        desc="affine", cache_key=("affine", settings.loss, repr(settings.loss_kwargs), settings.coordinates,
+                                  settings.mask_outside, shape))
     theta = to_theta(params).numpy()
     return RegistrationResult(
         kind="affine", theta=theta, ddf=warp.ddf_from_theta(theta, shape).numpy(),

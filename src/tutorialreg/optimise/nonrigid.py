@@ -49,6 +49,13 @@ def _objective(settings: NonrigidSettings, to_ddf):
     return objective
 
 
+def _cache_key(settings: NonrigidSettings, shape) -> tuple:
+    """What the compiled step depends on besides its tensor arguments (images, weight, learning rate and
+    step counts are arguments, so a weight sweep compiles once)."""
+    return ("nonrigid", settings.image_loss, repr(settings.image_loss_kwargs), settings.deform_loss,
+            settings.parameterisation, settings.field_sigma, settings.svf_steps, tuple(shape))
+
+
 def register_ddf(moving, fixed, settings: NonrigidSettings = NONRIGID_TUTORIAL, *, seed: int = 0,
                  chunk: int = 50, jit: bool = True, progress: bool = True, callbacks: Sequence[Callback] = (),
                  **changes) -> RegistrationResult:
@@ -88,7 +95,7 @@ def register_ddf(moving, fixed, settings: NonrigidSettings = NONRIGID_TUTORIAL, 
     params, trace = engine.run(
         _objective(settings, to_ddf), names, [u0], stages, on_stage, settings.schedule, chunk=chunk,
         jit=jit, callbacks=check_callbacks(callbacks), progress=progress,
-        desc=f"nonrigid ({settings.parameterisation})", cache_key=("nonrigid", repr(settings), shape))
+        desc=f"nonrigid ({settings.parameterisation})", cache_key=_cache_key(settings, shape))
     u, last = params[0], levels[-1].factor
     velocity = None
     if settings.parameterisation == "dvf":

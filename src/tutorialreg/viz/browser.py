@@ -78,6 +78,11 @@ class StaticFrames:
     header: str = ""
 
 
+def _header(title: str) -> str:
+    """The static view's title line (HTML), or nothing."""
+    return f'<div style="font-weight:bold;margin-bottom:4px">{html.escape(title)}</div>\n' if title else ""
+
+
 class _FrameView:
     """What the slice browser and the frame slider share: the static page, saving, notebook display.
 
@@ -148,8 +153,9 @@ class SliceBrowser(_FrameView):
 
     def __init__(self, volumes: Sequence[np.ndarray], labels: Sequence[np.ndarray | None],
                  titles: Sequence[str], axis: int, window: float, level: float, cmap: str, mode: str,
-                 max_frames: int, contour: bool, spacing: Sequence[float] | None) -> None:
+                 max_frames: int, contour: bool, spacing: Sequence[float] | None, title: str = "") -> None:
         super().__init__(mode)
+        self.title = title
         self.volumes = list(volumes)
         self.labels = list(labels)
         self.titles = list(titles)
@@ -219,6 +225,7 @@ class SliceBrowser(_FrameView):
             captions=[f"slice {k} / {n} (axis {self.axis})" for k in ks], keys=ks, names=["z"],
             start=int(np.argmin([abs(k - n // 2) for k in ks])), aria="slice index",
             alt="slice browser: " + ", ".join(self.titles), note=self._orientation(self.axis),
+            header=_header(self.title),
         )
 
     def widget(self) -> Any:
@@ -271,13 +278,14 @@ class SliceBrowser(_FrameView):
             control.observe(redraw, names="value")
         redraw()
         controls = widgets.VBox([widgets.HBox([slider, axis_dd]), widgets.HBox([window, level, show])])
-        return widgets.VBox([controls, caption, image])
+        parts = [widgets.HTML(f"<b>{html.escape(self.title)}</b>")] if self.title else []
+        return widgets.VBox([*parts, controls, caption, image])
 
 
 def slice_browser(*volumes: Any, labels: Any = None, titles: Sequence[str] | None = None, axis: int = 2,
                   window: float | None = None, level: float | None = None, cmap: str = "gray",
                   mode: str = "auto", max_frames: int | None = None, contour: bool = True,
-                  spacing: Sequence[float] | None = None) -> SliceBrowser:
+                  spacing: Sequence[float] | None = None, title: str = "") -> SliceBrowser:
     """Browse slices of one or more volumes side by side.
 
     Display rule (``mode``):
@@ -302,6 +310,7 @@ def slice_browser(*volumes: Any, labels: Any = None, titles: Sequence[str] | Non
         volumes); ``level`` its centre.
     :param max_frames: the static browser keeps at most this many evenly spaced slices (default 40).
     :param spacing: voxel sizes ``(s1, s2, s3)``, for the aspect ratio.
+    :param title: shown above the view (e.g. a figure number and caption).
     :return: a :class:`SliceBrowser`.
     """
     vols, axis = volumes_along(volumes, axis, "slice_browser")
@@ -312,7 +321,8 @@ def slice_browser(*volumes: Any, labels: Any = None, titles: Sequence[str] | Non
     if max_frames < 1:
         raise ValueError(f"slice_browser: max_frames must be >= 1; got {max_frames}")
     mode = _common.resolve_mode(mode, "slice_browser")
-    return SliceBrowser(vols, labs, titles, axis, window, level, cmap, mode, max_frames, contour, spacing)
+    return SliceBrowser(vols, labs, titles, axis, window, level, cmap, mode, max_frames, contour, spacing,
+                        str(title))
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -342,13 +352,11 @@ class FrameSlider(_FrameView):
 
     def static_frames(self) -> StaticFrames:
         """The frames of :meth:`to_html`, starting at the first."""
-        header = (f'<div style="font-weight:bold;margin-bottom:4px">{html.escape(self.title)}</div>\n'
-                  if self.title else "")
         return StaticFrames(
             pngs=self.pngs, captions=self.labels, keys=list(range(len(self.pngs))), names=[], start=0,
             aria=self.param_name, alt=f"{self.title or 'results'}: one image per {self.param_name}",
             note=f"{len(self.pngs)} precomputed results: drag the slider or use the arrow keys to change "
-                 f"the {self.param_name}", header=header,
+                 f"the {self.param_name}", header=_header(self.title),
         )
 
     def widget(self) -> Any:

@@ -32,11 +32,14 @@ class LiveLossPlot:
     :param secondary: names of terms drawn on a second, right-hand, linear y axis (e.g. ``("val_dice",)``);
         all other terms go on the loss axis.
     :param secondary_label: the right-hand axis label.
+    :param terms: names of the terms to record and draw (default: all the engine reports), e.g. ``("ssd",)``
+        when the total equals the one loss term.
     """
 
     def __init__(self, every: int = 10, log: bool = True, title: str = "loss curves",
                  min_interval_s: float = 1.0, figsize: tuple[float, float] = (5.0, 3.2), xlabel: str = "step",
-                 secondary: Sequence[str] = (), secondary_label: str = "validation Dice") -> None:
+                 secondary: Sequence[str] = (), secondary_label: str = "validation Dice",
+                 terms: Sequence[str] | None = None) -> None:
         if isinstance(every, bool) or int(every) != every or every < 1:
             raise ValueError(f"LiveLossPlot: every must be an integer >= 1; got {every!r}")
         if isinstance(secondary, str) or not all(isinstance(s, str) for s in secondary):
@@ -50,6 +53,7 @@ class LiveLossPlot:
         self.xlabel = xlabel
         self.secondary = tuple(secondary)
         self.secondary_label = secondary_label
+        self.terms = None if terms is None else tuple(terms)
         self.steps: dict[str, list[float]] = {}
         self.values: dict[str, list[float]] = {}
         self.live = _common.in_kernel()
@@ -65,6 +69,8 @@ class LiveLossPlot:
     def on_step(self, step: float, terms: Mapping[str, float]) -> None:
         """Record ``terms`` (name to value: floats, numpy or 0-d tensor scalars) at ``step``; maybe redraw."""
         for name, value in terms.items():
+            if self.terms is not None and name not in self.terms:
+                continue
             self.steps.setdefault(name, []).append(float(step))
             self.values.setdefault(name, []).append(float(np.asarray(value)))
         self._calls += 1

@@ -169,12 +169,13 @@ def plot_label_comparison(ax: Axes | None, pred: Any, true: Any, threshold: floa
 
 
 def difference(a2d: Any, b2d: Any, ax: Axes | None = None, vmax: float | None = None,
-               title: str = "difference a - b") -> Axes:
+               title: str = "difference a - b", axis: int | None = None) -> Axes:
     """Draw ``a2d - b2d`` with ``RdBu_r`` centred at 0 and a colour bar.
 
     :param a2d: ``[H, W]`` slice.
     :param b2d: ``[H, W]`` slice of the same shape.
     :param vmax: symmetric colour range ``[-vmax, vmax]`` (intensity units; default the largest ``|a - b|``).
+    :param axis: the volume axis the slice was taken along, for the axis labels (default 2: rows are axis 0).
     :return: the Axes.
     """
     a, b = as_pair_2d(a2d, b2d, "difference")
@@ -185,18 +186,20 @@ def difference(a2d: Any, b2d: Any, ax: Axes | None = None, vmax: float | None = 
     im = ax.imshow(d, cmap="RdBu_r", vmin=-vmax, vmax=vmax, interpolation="nearest")
     ax.figure.colorbar(im, ax=ax, shrink=0.8, label="intensity difference")
     ax.set_title(title)
-    label_axes(ax)
+    label_axes(ax, axis)
     return ax
 
 
 def plot_checkerboard(ax: Axes | None, a2d: Any, b2d: Any, tiles: int = 8,
-                      title: str = "checkerboard of a and b", cmap: str = "gray") -> Axes:
+                      title: str = "checkerboard of a and b", cmap: str = "gray",
+                      axis: int | None = None) -> Axes:
     """Draw :func:`checkerboard` of two slices on one grey scale: misalignment shows as broken edges.
 
     :param ax: Axes to draw on (None: a new pyplot figure).
     :param a2d: ``[H, W]`` slice (the top-left tile), e.g. the fixed image.
     :param b2d: ``[H, W]`` slice of the same shape, e.g. the (warped) moving image.
     :param tiles: tiles per side.
+    :param axis: the volume axis the slices were taken along, for the axis labels (default 2).
     :return: the Axes.
     """
     a, b = as_pair_2d(a2d, b2d, "plot_checkerboard")
@@ -207,7 +210,7 @@ def plot_checkerboard(ax: Axes | None, a2d: Any, b2d: Any, tiles: int = 8,
     ax = new_axes(ax)
     ax.imshow(board, cmap=cmap, vmin=lo, vmax=hi if hi > lo else lo + 1.0, interpolation="nearest")
     ax.set_title(title)
-    label_axes(ax)
+    label_axes(ax, axis)
     return ax
 
 
