@@ -258,3 +258,15 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path, pairs_root):
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,
                           timeout=600)
     assert done.returncode == 0 and "OK" in done.stdout, done.stderr[-3000:]
+
+
+def test_predict_result_values_per_pair_and_pooled():
+    rows = [{"name": "a", "label": 0, "dice": 0.5}, {"name": "a", "label": 1, "dice": 0.2},
+            {"name": "a", "label": 2, "dice": 0.4}, {"name": "b", "label": 0, "dice": 0.7}]
+    result = predict.PredictResult(rows, {}, None, False, 0.1)
+    assert result.names == ["a", "b"]
+    np.testing.assert_allclose(result.values("dice", 0), [0.5, 0.7])
+    np.testing.assert_allclose(result.values("dice", "landmarks"), [0.2, 0.4])
+    np.testing.assert_allclose(result.values("dice", "landmarks", per_pair=True), [0.3, np.nan])
+    with pytest.raises(KeyError, match="no metric 'hd95'"):
+        result.values("hd95", 0)

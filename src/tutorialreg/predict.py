@@ -58,16 +58,27 @@ class PredictResult:
     seconds_per_pair: float
     pairs: list[dict] = field(default_factory=list)
 
-    def values(self, key: str, label: int | str = 0) -> np.ndarray:
-        """One metric over pairs: of label channel ``label``, or of every landmark (``label="landmarks"``:
-        all channels >= 1, pooled over pairs)."""
+    @property
+    def names(self) -> list[str]:
+        """The pairs' names, in order."""
+        return list(dict.fromkeys(r["name"] for r in self.rows))
+
+    def values(self, key: str, label: int | str = 0, per_pair: bool = False) -> np.ndarray:
+        """One metric: of label channel ``label`` (one value per pair), or of every landmark
+        (``label="landmarks"``: all channels >= 1, pooled over pairs; with ``per_pair``, their mean per
+        pair, NaN for a pair without landmarks)."""
         if label == "landmarks":
             rows = [r for r in self.rows if r["label"] > 0]
         else:
             rows = [r for r in self.rows if r["label"] == label]
         if rows and key not in rows[0]:
             raise KeyError(f"no metric {key!r}; the rows hold {sorted(rows[0])}")
-        return np.array([r[key] for r in rows], dtype=float)
+        if not per_pair:
+            return np.array([r[key] for r in rows], dtype=float)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a pair without landmarks gives NaN
+            return np.array([np.nanmean([r[key] for r in rows if r["name"] == n] or [np.nan])
+                             for n in self.names], dtype=float)
 
     def table(self, label: int = 0) -> str:
         """A plain-text table of the per-pair metrics of one label (before -> after)."""
