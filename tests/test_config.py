@@ -59,6 +59,11 @@ def test_packaged_configs_load_by_name_and_print():
     ("dataset", {"moving_placement": "physical"}, "moving_placement must be one of"),
     ("dataset", {"labeled": "yes"}, "dataset.labeled must be true or false"),
     ("dataset", {"split": {"seed": 0, "fractions": [0.5, 0.5, 0.5]}}, "summing to 1"),
+    ("train", {"backbone": {"name": "local", "num_channel_initail": 8}}, r"unknown key\(s\) \['num_chan"),
+    ("train", {"backbone": {"name": "local", "num_channel_initial": -8}}, "num_channel_initial must be >= 1"),
+    ("train", {"backbone": {"name": "local", "extract_levels": "0,1"}}, "extract_levels must be a non-empty"),
+    ("train", {"backbone": {"name": "local", "norm": "group"}}, "norm must be one of"),
+    ("train", {"optimizer": {"name": "Adm", "learning_rate": 1e-3}}, "not a Keras optimizer"),
 ])
 def test_bad_values_are_refused_naming_the_key(section, values, match):
     with pytest.raises(ValueError, match=match):
@@ -84,3 +89,22 @@ def test_unknown_split_names_the_ones_there_are(data_env):
     cfg = config.load_config("paired_mrus_prostate")
     with pytest.raises(ValueError, match=r"unknown split\(s\) \['tset'\]; this data set has"):
         config.datasets(cfg, ["tset"])
+
+
+def test_a_batch_larger_than_the_training_set_is_reduced_with_a_warning(tmp_path, mirror_dir):
+    from tutorialreg import train
+
+    root = tmp_path / "pairs"
+    for kind in ("moving_images", "fixed_images", "moving_labels", "fixed_labels"):
+        (root / "train" / kind).mkdir(parents=True)
+        for name in ("obs000", "obs001"):
+            (root / "train" / kind / f"{name}.nii.gz").symlink_to(mirror_dir / "paired_mrus_prostate" / kind /
+                                                                  f"{name}.nii.gz")
+    backbone = {"name": "local", "num_channel_initial": 2, "extract_levels": [1]}
+    cfg = config.load_config({"dataset": {"name": str(root), "image_shape": [8, 8, 8], "label_channels": 6},
+                              "train": {"batch_size": 50, "backbone": backbone},
+                              "log_dir": str(tmp_path / "log")})
+    with pytest.warns(UserWarning, match="batch_size 50 is larger than the 2 training pairs; using 2"):
+        trainer = train.Trainer(cfg)
+    assert trainer.batch_size == 2 and trainer.steps == 1
+    assert trainer.valid_pairs is None  # no valid/ folder: no validation

@@ -227,11 +227,49 @@ def _validate_loss(kind: str, term: Any) -> None:
         term["channel_weights"] = weights
 
 
+def _validate_backbone(key: str, kwargs: dict, builder) -> None:
+    """Unknown keys and the types of the common ones of a backbone section."""
+    import inspect
+
+    known = set(inspect.signature(builder).parameters) - {"image_size", "name"}
+    unknown = sorted(set(kwargs) - known - {"name"})
+    if unknown:
+        raise ValueError(f"unknown key(s) {unknown} in {key}; {builder.__name__} takes {sorted(known)}")
+    for name in ("num_channel_initial", "depth", "out_channels"):
+        if name in kwargs:
+            kwargs[name] = number(kwargs[name], f"{key}.{name}", low=1, integer=True)
+    if "extract_levels" in kwargs:
+        levels = kwargs["extract_levels"]
+        if not isinstance(levels, (list, tuple)) or not levels:
+            raise ValueError(f"{key}.extract_levels must be a non-empty list of levels, got {levels!r}")
+        kwargs["extract_levels"] = [number(v, f"{key}.extract_levels", low=0, integer=True) for v in levels]
+    if "norm" in kwargs:
+        _choice(kwargs["norm"], ("batch", "none"), f"{key}.norm")
+
+
+def _validate_optimizer(opt: Any) -> None:
+    import keras
+
+    if not isinstance(opt, dict) or "name" not in opt:
+        raise ValueError(f"train.optimizer must be a mapping with a name (e.g. Adam), got {opt!r}")
+    opt["learning_rate"] = number(opt.get("learning_rate", 1e-3), "train.optimizer.learning_rate", low=0.0,
+                                  low_open=True)
+    settings = {k: v for k, v in opt.items() if k != "name"}
+    try:
+        keras.optimizers.get({"class_name": opt["name"], "config": settings})
+    except (ValueError, TypeError) as err:
+        raise ValueError(f"train.optimizer {opt!r} is not a Keras optimizer with these settings: "
+                         f"{err}") from None
+
+
 def _validate_train(t: dict) -> None:
     from tutorialreg import networks
 
     _choice(t["method"], networks.METHODS, "train.method")
     _choice(t["backbone"].get("name", "local"), networks.BACKBONES, "train.backbone.name")
+    builders = {"local": networks.local_net, "unet": networks.unet, "global": networks.global_net}
+    _validate_backbone("train.backbone", t["backbone"], builders[t["backbone"].get("name", "local")])
+    _validate_backbone("train.global_backbone", t["global_backbone"], networks.global_net)
     for key in ("batch_size", "epochs", "save_period"):
         t[key] = number(t[key], f"train.{key}", low=1, integer=True)
     t["seed"] = number(t["seed"], "train.seed", integer=True)
@@ -240,11 +278,7 @@ def _validate_train(t: dict) -> None:
     _boolean(t["jit_compile"], "train.jit_compile")
     for kind in LOSS_KINDS:
         _validate_loss(kind, t["loss"].get(kind))
-    opt = t["optimizer"]
-    if not isinstance(opt, dict) or "name" not in opt:
-        raise ValueError(f"train.optimizer must be a mapping with a name (e.g. Adam), got {opt!r}")
-    opt["learning_rate"] = number(opt.get("learning_rate", 1e-3), "train.optimizer.learning_rate", low=0.0,
-                                  low_open=True)
+    _validate_optimizer(t["optimizer"])
 
 
 def _validate(cfg: dict) -> None:

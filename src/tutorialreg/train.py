@@ -143,9 +143,9 @@ class Trainer:
         self.log_dir = Path(config["log_dir"])
         self.seed, self.epochs = int(t["seed"]), int(t["epochs"])
         keras.utils.set_random_seed(self.seed)
-        sets = datasets(config, ["train", "valid"] if config["dataset"]["labeled"] else ["train"])
-        self.train_pairs = data.PairArrays(sets["train"], config["dataset"]["label_channels"])
-        valid = sets.get("valid")
+        channels = config["dataset"]["label_channels"]
+        self.train_pairs = data.PairArrays(datasets(config, ["train"])["train"], channels)
+        valid = self._validation_set(config)
         self.valid_pairs = None
         if valid is not None and len(valid):
             self.valid_pairs = data.PairArrays(valid, self.train_pairs.channels or None)
@@ -167,6 +167,17 @@ class Trainer:
         self._used_weights = tf.constant(weights[weights > 0], tf.float32)
         self._compiled = tf.function(self._replica_step_all, jit_compile=bool(t["jit_compile"]),
                                      autograph=False)
+
+    @staticmethod
+    def _validation_set(config: dict):
+        """The ``valid`` split of a labelled data set, or None when it has none (training then reports no
+        validation Dice)."""
+        if not config["dataset"]["labeled"]:
+            return None
+        try:
+            return datasets(config, ["valid"])["valid"]
+        except FileNotFoundError:
+            return None
 
     def _batch_size(self, wanted: int) -> int:
         if wanted > len(self.train_pairs):
