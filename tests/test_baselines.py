@@ -74,3 +74,15 @@ def test_compare_warps_labels_with_the_method_field(pairs):
     expected = warp.warp(p["moving_label"][None], shift).numpy()[0]
     dice = metrics.dice(expected[..., 0], p["fixed_label"][..., 0])
     assert table.rows["shift"][0]["dice"] == pytest.approx(dice)
+
+
+def test_shared_labels_finds_pairs_that_reuse_an_outline():
+    rng = np.random.default_rng(0)
+    masks = [(rng.random((6, 5, 4, 2)) > 0.5).astype(np.float32) for _ in range(4)]
+    reference = [{"moving_label": masks[0]}, {"moving_label": masks[1]}]
+    other_channel = masks[2].copy()
+    other_channel[..., 0] = masks[0][..., 0]  # channel 0 as the first reference pair's, channel 1 not
+    pairs = [{"moving_label": masks[1] * 0.9}, {"moving_label": masks[3]}, {"moving_label": other_channel}]
+    assert evaluate.shared_labels(pairs, reference).tolist() == [True, False, True]
+    assert evaluate.shared_labels(pairs, reference, channel=1).tolist() == [True, False, False]
+    assert not evaluate.shared_labels(pairs, reference, key="moving_label", channel=0)[1]

@@ -64,6 +64,14 @@ def test_packaged_configs_load_by_name_and_print():
     ("train", {"backbone": {"name": "local", "extract_levels": "0,1"}}, "extract_levels must be a non-empty"),
     ("train", {"backbone": {"name": "local", "norm": "group"}}, "norm must be one of"),
     ("train", {"optimizer": {"name": "Adm", "learning_rate": 1e-3}}, "not a Keras optimizer"),
+    ("train", {"augment_rigid": [2]}, "augment_rigid must be"),
+    ("train", {"augment_flip": [3]}, "augment_flip must be a list of axes"),
+    ("train", {"train_shape": [8, 8]}, "train.train_shape must be three integers"),
+    ("train", {"method": "affine", "train_shape": [8, 8, 8]}, "train_shape needs train.method"),
+    ("train", {"seg_channels": -1}, "seg_channels must be >= 0"),
+    ("train", {"loss": {"segmentation": {"name": "dice", "weight": 1}}}, "needs train.seg_channels"),
+    ("train", {"loss": {"label": {"name": "dice", "weight": 1, "pools": [1, 2], "scales": [0]}}}, "not both"),
+    ("train", {"loss": {"centroid": {"name": "dice", "weight": 1}}}, "centroid.name must be one of"),
 ])
 def test_bad_values_are_refused_naming_the_key(section, values, match):
     with pytest.raises(ValueError, match=match):

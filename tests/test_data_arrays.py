@@ -98,3 +98,34 @@ def test_preload_bytes_matches_the_arrays(mrus_small):
         data.preload_bytes(3, (2, 2), 1)
     with pytest.raises(ValueError, match="n_pairs must be >= 0"):
         data.preload_bytes(-1, (2, 2, 2), 1)
+
+
+def test_flip_mirrors_whole_pairs_and_rigid_motion_moves_the_moving_side_only(mrus_small):
+    pytest.importorskip("tensorflow")
+    from tutorialreg import warp
+
+    arrays = data.PairArrays(mrus_small)
+    order = np.random.default_rng([5, 0]).permutation(5)
+    batch = next(arrays.batches(4, seed=5, epoch=0, augment_flip=[1], augment_rigid=[2, 10]))
+    flipped = []
+    for j, i in enumerate(order[:4]):
+        item = arrays.item(int(i))
+        same = all(np.array_equal(batch[k][j], item[k])
+                   for k in ("moving_image", "fixed_image", "moving_label", "fixed_label"))
+        mirrored = all(np.array_equal(batch[k][j], np.flip(item[k], axis=1))
+                       for k in ("moving_image", "fixed_image", "moving_label", "fixed_label"))
+        assert same != mirrored, "each pair is mirrored as a whole, or not at all"
+        flipped.append(mirrored)
+    assert len(set(flipped)) == 2  # with this seed, some pairs are mirrored and some are not
+    np.testing.assert_allclose(batch["fixed_theta"], np.tile(np.eye(4, 3), (4, 1, 1)), atol=1e-6)
+    for theta in batch["moving_theta"]:
+        rot, shift = theta[:3].astype(np.float64), theta[3]
+        np.testing.assert_allclose(rot @ rot.T, np.eye(3), atol=1e-6)
+        assert np.linalg.det(rot) > 0
+        centre = np.array([(s - 1) / 2 for s in SHAPE])
+        assert np.all(np.abs(centre @ rot + shift - centre) <= 2 + 1e-4)  # the centre moves by the shift
+    # random_rigid alone: the identity at zero, and the rotation angles bounded
+    np.testing.assert_allclose(warp.random_rigid(3, 0.0, 0.0, seed=1), np.tile(np.eye(4, 3), (3, 1, 1)))
+    small = warp.random_rigid(50, 0.0, 3.0, seed=2)[:, :3]
+    angles = np.degrees(np.arccos(np.clip((np.trace(small, axis1=1, axis2=2) - 1) / 2, -1, 1)))
+    assert angles.max() <= 3 * np.sqrt(3) + 1e-6 and angles.max() > 1

@@ -265,6 +265,53 @@ def test_label_losses_match_numpy(rng, scales):
     )
 
 
+def np_block_mean(x, k):
+    """Means over k-cubed blocks of ``[b, d1, d2, d3, c]``; partial blocks at the far ends average the
+    voxels they have (TensorFlow's 'SAME' average pooling)."""
+    b, *dims, c = x.shape
+    out_dims = [-(-d // k) for d in dims]
+    pad = [(0, 0)] + [(0, o * k - d) for o, d in zip(out_dims, dims, strict=True)] + [(0, 0)]
+    sums = np.pad(x, pad).reshape(b, out_dims[0], k, out_dims[1], k, out_dims[2], k, c).sum(axis=(2, 4, 6))
+    ones = np.pad(np.ones([1, *dims, 1]), pad).reshape(1, out_dims[0], k, out_dims[1], k, out_dims[2], k, 1)
+    return sums / ones.sum(axis=(2, 4, 6))
+
+
+def test_dice_with_pooling_factors_matches_numpy(rng):
+    t = blob_labels(rng)  # 9 x 10 x 11: partial blocks at every factor
+    p = np.clip(blob_labels(rng) * 0.9 + 0.05 * rng.random(t.shape), 0, 1)
+    expected = np.mean([np_overlap(np_block_mean(t, k), np_block_mean(p, k), "dice") for k in (1, 2, 4)], 0)
+    np.testing.assert_allclose(losses.dice_loss(t, p, pools=[1, 2, 4]).numpy(), expected, rtol=1e-8)
+    np.testing.assert_allclose(losses.dice_loss(t, t, pools=[1, 2, 4, 8]).numpy(), 0.0, atol=1e-7)
+    with pytest.raises(ValueError, match="scales or pools"):
+        losses.dice_loss(t, p, scales=[0, 1], pools=[1, 2])
+    with pytest.raises(ValueError, match="integers >= 1"):
+        losses.dice_loss(t, p, pools=[0, 2])
+
+
+def test_centroid_distance_matches_numpy(rng):
+    t = smooth_image(rng, channels=3)
+    p = smooth_image(rng, channels=3) ** 3
+    spacing = (1.5, 2.0, 0.5)
+    idx = np.meshgrid(*[np.arange(n) * h for n, h in zip(SHAPE[1:], spacing, strict=True)], indexing="ij")
+
+    def centres(x):  # [b, c, 3]
+        mass = x.sum(axis=(1, 2, 3)) + 1e-3
+        return np.stack([(x * g[None, ..., None]).sum(axis=(1, 2, 3)) / mass for g in idx], -1)
+
+    d = np.linalg.norm(centres(t) - centres(p), axis=-1)
+    expected = (np.sqrt(d**2 + 4.0) - 2.0).mean(-1)
+    actual = losses.centroid_distance(t, p, spacing, smooth=2.0).numpy()
+    np.testing.assert_allclose(actual, expected, rtol=1e-8)
+    # two small blobs 3 voxels apart along axis 1 (2 mm voxels): about 6 mm, and 0 for identical labels
+    blob = np.zeros((1, 9, 10, 11, 1))
+    blob[0, 2:4, 2:4, 5:7] = 1
+    far = losses.centroid_distance(blob, np.roll(blob, 3, axis=2), spacing, smooth=1e-6).numpy()
+    np.testing.assert_allclose(far, 6.0, rtol=1e-3)
+    np.testing.assert_allclose(losses.centroid_distance(blob, blob, spacing).numpy(), 0.0, atol=1e-6)
+    with pytest.raises(ValueError, match="spacing"):
+        losses.centroid_distance(t, p, (1.0, 0.0, 1.0))
+
+
 def test_dice_binary_formula_and_identical_labels(rng):
     t = blob_labels(rng)
     p = blob_labels(rng)
@@ -344,6 +391,8 @@ GRADIENT_CASES = {
     "jaccard": (losses.jaccard_loss, "label"),
     "cross-entropy": (losses.cross_entropy, "label"),
     "dice-multiscale": (lambda t, p: losses.dice_loss(t, p, scales=[0, 1]), "label"),
+    "dice-pools": (lambda t, p: losses.dice_loss(t, p, pools=[1, 2, 4]), "label"),
+    "centroid": (lambda t, p: losses.centroid_distance(t, p, (1.5, 1.0, 2.0)), "label"),
     "bending": (losses.bending_energy, "ddf"),
     "gradient-l1": (lambda u: losses.gradient_norm(u, l1=True), "ddf"),
     "gradient-l2": (losses.gradient_norm, "ddf"),
@@ -442,11 +491,13 @@ def test_get():
     assert losses.get("cross_entropy") is losses.cross_entropy
     assert losses.get("cross-entropy") is losses.cross_entropy
     assert losses.get("bending") is losses.bending_energy
+    assert losses.get("centroid") is losses.centroid_distance
     for name, l1 in (("gradient-l1", True), ("gradient_l2", False)):
         assert losses.get(name) is (losses.gradient_l1 if l1 else losses.gradient_l2)
     for name in ("ncc", "gmi", "jaccard"):
         assert callable(losses.get(name))
-    with pytest.raises(ValueError, match="valid names: ssd, ncc, lncc, gmi, dice, jaccard, cross-entropy"):
+    names = "ssd, ncc, lncc, gmi, dice, jaccard, cross-entropy, centroid"
+    with pytest.raises(ValueError, match=f"valid names: {names}"):
         losses.get("mse")
 
 

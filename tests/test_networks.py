@@ -145,3 +145,26 @@ def test_bad_arguments_raise_value_errors():
     with pytest.raises(ValueError, match=r"moving_image must be \[batch, 13, 17, 11\]"):
         model({"moving_image": np.zeros((1, 12, 17, 11), np.float32),
                "fixed_image": np.zeros((1, *SHAPE), np.float32)})
+
+
+def test_a_coarse_field_grid_rescales_the_displacement_and_shares_the_weights():
+    """A backbone on a half-size grid that outputs a constant field of (1, 2, -1) coarse voxels gives a DDF
+    of (2, 5, -1.5) image voxels (image / field size per axis); seg_logits come out on the image grid."""
+    kwargs = {"num_channel_initial": 2, "extract_levels": [0, 1]}
+    model = networks.RegistrationModel((16, 20, 12), "ddf", backbone_kwargs=kwargs, field_size=(8, 8, 8),
+                                       seg_channels=2)
+    small = networks.RegistrationModel((8, 8, 8), "ddf", backbone_kwargs=kwargs, seg_channels=2)
+    assert [w.shape for w in model.get_weights()] == [w.shape for w in small.get_weights()]
+    heads = [layer for layer in model.dense_net.layers if isinstance(layer, keras.layers.Conv3D)
+             and layer.name.startswith("extract")]
+    assert len(heads) == 2
+    for head in heads:  # the backbone averages its levels' fields
+        kernel, bias = head.get_weights()
+        bias[:] = [1.0, 2.0, -1.0, 0.5, -0.5]
+        head.set_weights([np.zeros_like(kernel), bias])
+    rng = np.random.default_rng(0)
+    out = model.register(rng.random((16, 20, 12)), rng.random((16, 20, 12)))
+    np.testing.assert_allclose(out["ddf"][0], np.broadcast_to([2.0, 5.0, -1.5], (16, 20, 12, 3)), rtol=1e-5)
+    assert out["seg_logits"].shape == (1, 16, 20, 12, 2)
+    with pytest.raises(ValueError, match="field_size and seg_channels need"):
+        networks.RegistrationModel((8, 8, 8), "affine", field_size=(4, 4, 4))

@@ -270,3 +270,35 @@ def test_predict_result_values_per_pair_and_pooled():
     np.testing.assert_allclose(result.values("dice", "landmarks", per_pair=True), [0.3, np.nan])
     with pytest.raises(KeyError, match="no metric 'hd95'"):
         result.values("hd95", 0)
+
+
+def test_the_chapter_recipe_trains_on_a_coarse_grid_and_registers_the_full_grid(tmp_path, pairs_root):
+    """train_shape, centroid and segmentation terms, rigid and flip augmentation together (chapter 6b)."""
+    cfg = _config(pairs_root, tmp_path / "log", epochs=30, save_period=30, train_shape=[8, 10, 8],
+                  seg_channels=2,
+                  augment_scale=0.1, augment_rigid=[1, 5], augment_flip=[1])
+    cfg["train"]["loss"]["label"] = {"name": "dice", "weight": 1.0, "pools": [1, 2], "channel_weights": [1]}
+    cfg["train"]["loss"]["centroid"] = {"name": "centroid", "weight": 0.02}
+    cfg["train"]["loss"]["segmentation"] = {"name": "dice", "weight": 1.0}
+    result = _run(cfg)
+    assert result.stopped == "completed"
+    assert {"label", "centroid", "segmentation", "regularization"} <= set(result.history)
+    seg = result.history["segmentation"]
+    assert np.mean(seg[-5:]) < np.mean(seg[:5]) - 0.02, seg  # the auxiliary outputs learn to segment
+    assert result.model.image_size == tuple(SHAPE) and result.model.field_size == (8, 10, 8)
+    pred = tr.predict(cfg, result.checkpoint, split="test", write=False, return_arrays=True)
+    assert pred.pairs[0]["ddf"].shape == (*SHAPE, 3) and np.isfinite(pred.values("dice", 0)).all()
+    saved = predict.load_model(cfg, tmp_path / "log" / "model.keras")
+    inputs = {k: pred.pairs[0][k][None] for k in ("moving_image", "fixed_image")}
+    np.testing.assert_allclose(np.asarray(saved(inputs)["ddf"])[0], pred.pairs[0]["ddf"], atol=1e-5)
+
+
+def test_segmentation_needs_its_outputs_and_label_zero(tmp_path, pairs_root):
+    cfg = _config(pairs_root, tmp_path / "log")
+    cfg["train"]["loss"]["segmentation"] = {"name": "dice", "weight": 1.0}
+    with pytest.raises(ValueError, match="seg_channels"):
+        tr.load_config(cfg)
+    cfg["train"]["seg_channels"] = 1
+    cfg["train"]["loss"]["label"]["channel_weights"] = [0, 1]
+    with pytest.raises(ValueError, match="label 0"):
+        tr.Trainer(tr.load_config(cfg))

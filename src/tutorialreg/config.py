@@ -15,10 +15,16 @@ A config is a YAML file shaped like DeepReg's (or a dict); every key has a defau
       loss:
         image: {name: lncc, weight: 0.0}                      # any tutorialreg.losses name (+ its options)
         label: {name: dice, weight: 1.0, scales: [0, 1, 2, 4, 8, 16], channel_weights: [1, 1]}
+        centroid: {name: centroid, weight: 0.02}              # soft label centroids, mm apart
+        segmentation: {name: dice, weight: 1.0}               # auxiliary head: needs seg_channels
         regularization: {name: bending, weight: 0.5}
+      train_shape: [24, 32, 22]     # train on this grid (the network always works on it); default image_shape
+      seg_channels: 2               # extra backbone outputs that segment the fixed and moving label 0
       optimizer: {name: Adam, learning_rate: 1.0e-3}
       batch_size: 4
       augment_scale: 0.1            # random affine of the tutorial's generator, per side; 0 = off
+      augment_rigid: [2, 5]         # and a random rigid motion of the moving side: shift (voxels), degrees
+      augment_flip: [1]             # axes along which a pair (both sides) is mirrored at random
       epochs: 30
       save_period: 10               # checkpoint every N epochs (and at the end, and when interrupted)
       seed: 0
@@ -68,14 +74,20 @@ DEFAULTS: dict[str, Any] = {
         "backbone": {"name": "local"},
         "global_backbone": {},
         "integration_steps": 7,
+        "train_shape": None,
+        "seg_channels": 0,
         "loss": {
             "image": {"name": "lncc", "weight": 0.0},
             "label": {"name": "dice", "weight": 1.0},
+            "centroid": {"name": "centroid", "weight": 0.0},
+            "segmentation": {"name": "dice", "weight": 0.0},
             "regularization": {"name": "bending", "weight": 0.5},
         },
         "optimizer": {"name": "Adam", "learning_rate": 1.0e-3},
         "batch_size": 4,
         "augment_scale": 0.0,
+        "augment_rigid": [0.0, 0.0],
+        "augment_flip": [],
         "epochs": 10,
         "save_period": 5,
         "seed": 0,
@@ -84,9 +96,12 @@ DEFAULTS: dict[str, Any] = {
     "log_dir": "logs/tutorialreg",
     "fast": {},
 }
-_FREE_KEYS = {"backbone", "global_backbone", "image", "label", "regularization", "optimizer", "split", "fast"}
-LOSS_KINDS = ("image", "label", "regularization")
+_FREE_KEYS = {"backbone", "global_backbone", "image", "label", "centroid", "segmentation", "regularization",
+              "optimizer", "split", "fast"}
+LOSS_KINDS = ("image", "label", "centroid", "segmentation", "regularization")
+LABEL_KINDS = ("label", "centroid")  # terms that compare the warped and the fixed labels, channel by channel
 _LOSS_NAMES = {"image": ("ssd", "ncc", "lncc", "gmi"), "label": ("dice", "jaccard", "cross-entropy"),
+               "centroid": ("centroid",), "segmentation": ("dice", "jaccard", "cross-entropy"),
                "regularization": ("bending", "gradient-l1", "gradient-l2")}
 
 
@@ -220,6 +235,11 @@ def _validate_loss(kind: str, term: Any) -> None:
         _choice(str(term["name"]).strip().lower().replace("_", "-"), _LOSS_NAMES[kind], f"{key}.name")
     if "scales" in term:
         term["scales"] = _numbers(term["scales"], f"{key}.scales")
+    if "pools" in term:
+        term["pools"] = [number(v, f"{key}.pools", low=1, integer=True) for v in _numbers(term["pools"],
+                                                                                          f"{key}.pools")]
+        if "scales" in term:
+            raise ValueError(f"{key}: give scales or pools, not both")
     if "channel_weights" in term:
         weights = _numbers(term["channel_weights"], f"{key}.channel_weights")
         if not any(weights):
@@ -275,9 +295,25 @@ def _validate_train(t: dict) -> None:
     t["seed"] = number(t["seed"], "train.seed", integer=True)
     t["integration_steps"] = number(t["integration_steps"], "train.integration_steps", low=0, integer=True)
     t["augment_scale"] = number(t["augment_scale"], "train.augment_scale", low=0.0, high=1.0)
+    rigid = _numbers(t["augment_rigid"], "train.augment_rigid")
+    if len(rigid) != 2 or rigid[1] > 45:
+        raise ValueError("train.augment_rigid must be [shift in voxels, rotation in degrees <= 45], got "
+                         f"{t['augment_rigid']!r}")
+    t["augment_rigid"] = rigid
+    if not isinstance(t["augment_flip"], (list, tuple)) or any(a not in (0, 1, 2) for a in t["augment_flip"]):
+        raise ValueError(f"train.augment_flip must be a list of axes 0, 1, 2, got {t['augment_flip']!r}")
+    t["seg_channels"] = number(t["seg_channels"], "train.seg_channels", low=0, integer=True)
+    if t["train_shape"] is not None:
+        t["train_shape"] = list(shape3(t["train_shape"], "train.train_shape", minimum=2))
+        if t["method"] not in ("ddf", "dvf"):
+            raise ValueError(f"train.train_shape needs train.method ddf or dvf, got {t['method']!r}")
     _boolean(t["jit_compile"], "train.jit_compile")
     for kind in LOSS_KINDS:
         _validate_loss(kind, t["loss"].get(kind))
+    segmentation = (t["loss"].get("segmentation") or {}).get("weight", 0)
+    if segmentation and t["seg_channels"] not in (1, 2):
+        raise ValueError("train.loss.segmentation needs train.seg_channels 1 (the fixed gland) or 2 (fixed "
+                         f"and moving), got {t['seg_channels']}")
     _validate_optimizer(t["optimizer"])
 
 
@@ -332,32 +368,41 @@ def check_preload(config: Mapping, n_pairs: int) -> None:
 
 
 # ------------------------------------------------------------------------------------------ building
-def build_model(config: Mapping):
-    """The :class:`~tutorialreg.networks.RegistrationModel` a resolved config describes."""
+def build_model(config: Mapping, training: bool = False):
+    """The :class:`~tutorialreg.networks.RegistrationModel` a resolved config describes.
+
+    :param training: True: the model that is trained, on ``train.train_shape`` images when that is set;
+        False: the model that registers ``dataset.image_shape`` images. Both run their networks on the
+        ``train.train_shape`` grid, so they have the same weights (one checkpoint serves both).
+    """
     from tutorialreg import networks
 
     t = config["train"]
+    image_shape = tuple(config["dataset"]["image_shape"])
+    field = tuple(t["train_shape"] or image_shape)
     backbone = dict(t["backbone"])
     name = backbone.pop("name", "local")
     if t["method"] == "affine":
         global_kwargs = {**(backbone if name == "global" else {}), **t["global_backbone"]}
-        return networks.RegistrationModel(config["dataset"]["image_shape"], "affine",
-                                          global_kwargs=global_kwargs)
+        return networks.RegistrationModel(image_shape, "affine", global_kwargs=global_kwargs)
     return networks.RegistrationModel(
-        config["dataset"]["image_shape"], t["method"], backbone=name, backbone_kwargs=backbone,
-        global_kwargs=t["global_backbone"], integration_steps=t["integration_steps"],
+        field if training else image_shape, t["method"], backbone=name, backbone_kwargs=backbone,
+        global_kwargs=t["global_backbone"], integration_steps=t["integration_steps"], field_size=field,
+        seg_channels=t["seg_channels"],
     )
 
 
-def datasets(config: Mapping, splits: Sequence[str]) -> dict:
+def datasets(config: Mapping, splits: Sequence[str], image_shape: Sequence[int] | None = None) -> dict:
     """``{split: PairedDataset}`` of a resolved config (flat folders are split with the config's seed).
 
+    :param image_shape: the grid to resample to; default ``dataset.image_shape`` (training uses
+        ``train.train_shape``).
     :raises ValueError: for a split the data set does not have, naming the ones it has.
     """
     from tutorialreg import data
 
     d = config["dataset"]
-    options = dict(image_shape=tuple(d["image_shape"]), labeled=d["labeled"],
+    options = dict(image_shape=tuple(image_shape or d["image_shape"]), labeled=d["labeled"],
                    moving_placement=d["moving_placement"])
     if d["split"]:
         probe = data.PairedDataset(d["name"], None, **options)

@@ -15,7 +15,7 @@ import numpy as np
 
 from tutorialreg import metrics
 
-__all__ = ["Comparison", "label_scores", "pair_scores"]
+__all__ = ["Comparison", "label_scores", "pair_scores", "shared_labels"]
 
 
 def label_scores(warped_label, fixed_label, spacing=(1.0, 1.0, 1.0)) -> dict[str, np.ndarray]:
@@ -55,6 +55,23 @@ def pair_scores(warped_label, fixed_label, ddf, spacing=(1.0, 1.0, 1.0), seconds
 COLUMNS = (("dice", "gland Dice", "{:.3f}"), ("hd95", "HD95 mm", "{:.1f}"),
            ("landmark", "landmarks mm", "{:.1f}"), ("folding", "folding %", "{:.3f}"),
            ("log_jac_std", "sd log|J|", "{:.3f}"), ("seconds", "s/pair", "{:.2f}"))
+
+
+def shared_labels(pairs: Sequence[Mapping], reference: Sequence[Mapping], key: str = "moving_label",
+                  channel: int = 0) -> np.ndarray:
+    """Which ``pairs`` have a label identical to one of the ``reference`` pairs' (e.g. test pairs whose MR
+    gland outline also occurs in a training pair: a data set can reuse one outline with different images).
+
+    :param pairs, reference: dicts with ``key`` ``[d1, d2, d3, c]`` arrays on one grid, compared after
+        thresholding channel ``channel`` at 0.5.
+    :return: bool ``[len(pairs)]``.
+    """
+    def digest(p: Mapping) -> bytes:
+        mask = np.asarray(p[key])[..., channel] > 0.5
+        return repr(mask.shape).encode() + np.packbits(mask).tobytes()
+
+    known = {digest(p) for p in reference}
+    return np.array([digest(p) in known for p in pairs], bool)
 
 
 @dataclass

@@ -20,7 +20,9 @@ Conventions chosen
     - :func:`gmi`: ``-MI`` (nats) from a Gaussian Parzen-window joint histogram of intensities in [0, 1].
     - :func:`dice_loss`, :func:`jaccard_loss`: ``1 - soft overlap`` (squared-norm denominators, equal to the
       set formulas on binary labels); :func:`cross_entropy`: mean binary cross-entropy per voxel. All three
-      take ``scales`` (Gaussian smoothing sigmas in voxels, losses averaged over scales).
+      take ``scales`` (Gaussian smoothing sigmas in voxels, losses averaged over scales); Dice also takes
+      ``pools`` (average-pooling factors) instead.
+    - :func:`centroid_distance`: distance between soft label centroids (for small labels such as landmarks).
     - :func:`bending_energy`, :func:`gradient_norm`: finite differences on interior voxels, voxel units.
 
 Everything is ``tf.function(jit_compile=True)`` friendly: only static shapes are inspected in Python,
@@ -40,6 +42,7 @@ from tutorialreg.filters import filter_axis, gaussian_kernel1d, separable_filter
 
 __all__ = [
     "bending_energy",
+    "centroid_distance",
     "cross_entropy",
     "dice_loss",
     "get",
@@ -235,11 +238,43 @@ def _scales(scales, fn: str) -> list[float]:
     return values
 
 
+def _block_mean(x: tf.Tensor, k: int) -> tf.Tensor:
+    """Means of ``[b, d1, d2, d3, c]`` over ``k``-cubed blocks (stride ``k``); a partial block at the far
+    end of an axis averages the voxels it has. Any floating dtype (average pooling is float32-only on CPU)."""
+    _static_spatial(x, "pools")
+    for axis in (1, 2, 3):
+        d = x.shape[axis]
+        n = -(-d // k)
+        pad = [[0, 0]] * 5
+        pad[axis] = [0, n * k - d]
+        shape = [-1 if a == 0 else s for a, s in enumerate(x.shape)]
+        shape[axis : axis + 1] = [n, k]
+        shape[-1] = tf.shape(x)[-1]
+        counts = np.minimum(k, d - k * np.arange(n)).reshape([n if a == axis else 1 for a in range(5)])
+        x = tf.reduce_sum(tf.reshape(tf.pad(x, pad), shape), axis=axis + 1) / tf.constant(counts, x.dtype)
+    return x
+
+
+def _pools(pools, fn: str) -> list[int]:
+    values = [int(k) for k in np.atleast_1d(np.asarray(pools))] if pools is not None else []
+    if not values or min(values) < 1 or any(float(k) != int(k) for k in np.atleast_1d(np.asarray(pools))):
+        raise ValueError(f"{fn}: pools must be a non-empty list of integers >= 1, got {pools!r}")
+    return values
+
+
 def _multiscale(
-    y_true, y_pred, scales, fn: str, per_scale: Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
+    y_true, y_pred, scales, fn: str, per_scale: Callable[[tf.Tensor, tf.Tensor], tf.Tensor], pools=None
 ) -> tf.Tensor:
-    """Average ``per_scale(t_s, p_s)`` over scales (``t_s``, ``p_s``: labels smoothed by sigma ``s``)."""
+    """Average ``per_scale(t_s, p_s)`` over scales (``t_s``, ``p_s``: labels smoothed by sigma ``s``), or
+    over average-pooling factors ``k`` (``k``-cubed windows, stride ``k``; 1 = as given)."""
     t, p = _pair(y_true, y_pred, fn)
+    if pools is not None:
+        if scales is not None:
+            raise ValueError(f"{fn}: give scales or pools, not both")
+        out = []
+        for k in _pools(pools, fn):
+            out.append(per_scale(t, p) if k == 1 else per_scale(_block_mean(t, k), _block_mean(p, k)))
+        return tf.add_n(out) / float(len(out))
     sigmas = _scales(scales, fn)
     if any(s > 0 for s in sigmas):
         _static_spatial(t, f"{fn}: y_true")
@@ -253,7 +288,8 @@ def _multiscale(
     return tf.add_n(losses) / float(len(losses))
 
 
-def dice_loss(y_true, y_pred, scales: Sequence[float] | None = None, eps: float = 1e-5) -> tf.Tensor:
+def dice_loss(y_true, y_pred, scales: Sequence[float] | None = None, eps: float = 1e-5,
+              pools: Sequence[int] | None = None) -> tf.Tensor:
     """Soft Dice loss ``1 - (2 sum(t p) + eps) / (sum t^2 + sum p^2 + eps)`` per channel, channel-averaged.
 
     For binary labels ``t^2 = t`` and this is the usual ``2 |T n P| / (|T| + |P|)``. The squares in the
@@ -266,6 +302,9 @@ def dice_loss(y_true, y_pred, scales: Sequence[float] | None = None, eps: float 
         padding, divided by the in-volume weight, see :func:`tutorialreg.filters.separable_filter`),
         radius ``ceil(3 sigma)``.
     :param eps: keeps two empty labels at loss 0.
+    :param pools: instead of ``scales``, average-pooling factors (integers, 1 = as given): the losses of
+        the labels block-averaged by each factor (``k``-cubed blocks, 'SAME' padding) are averaged. Coarse
+        factors reach far, like wide Gaussians, at a fraction of their cost.
 
     :return: ``[b]`` in [0, 1].
     """
@@ -277,7 +316,7 @@ def dice_loss(y_true, y_pred, scales: Sequence[float] | None = None, eps: float 
         e = tf.cast(eps, t.dtype)
         return 1.0 - tf.reduce_mean((2.0 * inter + e) / (total + e), axis=-1)
 
-    return _multiscale(y_true, y_pred, scales, "dice_loss", one_scale)
+    return _multiscale(y_true, y_pred, scales, "dice_loss", one_scale, pools)
 
 
 def jaccard_loss(y_true, y_pred, scales: Sequence[float] | None = None, eps: float = 1e-5) -> tf.Tensor:
@@ -313,6 +352,38 @@ def cross_entropy(y_true, y_pred, scales: Sequence[float] | None = None, eps: fl
         return tf.reduce_mean(ce, axis=[1, 2, 3, 4])
 
     return _multiscale(y_true, y_pred, scales, "cross_entropy", one_scale)
+
+
+def centroid_distance(y_true, y_pred, spacing: Sequence[float] = (1.0, 1.0, 1.0), smooth: float = 1.0,
+                      eps: float = 1e-3) -> tf.Tensor:
+    """Distance between the soft centroids of ``y_true`` and ``y_pred``, per channel, channel-averaged.
+
+    A soft centroid is the label-weighted mean position ``sum(x p(x)) / sum(p(x))`` (ij indexing). The
+    distance is in ``spacing`` units (mm when ``spacing`` is the voxel size in mm), made smooth at 0 as
+    ``sqrt(d^2 + smooth^2) - smooth`` (about ``d`` far away, ``d^2 / (2 smooth)`` near 0). Unlike an overlap
+    loss it has a gradient however far apart two small labels (landmarks) are. An empty channel's centroid
+    is the origin: mask such channels out (training weights channels by the pair's label mask).
+
+    :param y_true, y_pred: labels/probabilities in [0, 1], ``[b, d1, d2, d3]`` or ``[b, d1, d2, d3, c]``.
+    :param spacing: voxel size along axes 0, 1, 2.
+    :param smooth: distance below which the loss is quadratic (``spacing`` units).
+    :param eps: added to each label's mass.
+    :return: ``[b]``.
+    """
+    t, p = _pair(y_true, y_pred, "centroid_distance")
+    dims = _static_spatial(t, "centroid_distance: y_true")
+    if len(spacing) != 3 or min(float(v) for v in spacing) <= 0:
+        raise ValueError(f"centroid_distance: spacing must be 3 voxel sizes > 0, got {spacing!r}")
+    e, sq = tf.cast(eps, t.dtype), 0.0
+    for axis, (n, h) in enumerate(zip(dims, spacing, strict=True)):
+        shape = [1, 1, 1, 1, 1]
+        shape[axis + 1] = n
+        x = tf.reshape(tf.range(n, dtype=t.dtype) * tf.cast(h, t.dtype), shape)
+        centres = [tf.reduce_sum(v * x, axis=[1, 2, 3]) / (tf.reduce_sum(v, axis=[1, 2, 3]) + e)
+                   for v in (t, p)]
+        sq = sq + tf.square(centres[0] - centres[1])
+    s = tf.cast(smooth, t.dtype)
+    return tf.reduce_mean(tf.sqrt(sq + s * s) - s, axis=-1)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -438,6 +509,7 @@ def _registry() -> dict[str, Callable[..., tf.Tensor]]:
         "dice": dice_loss,
         "jaccard": jaccard_loss,
         "cross-entropy": cross_entropy,
+        "centroid": centroid_distance,
         "bending": bending_energy,
         "gradient-l1": gradient_l1,
         "gradient-l2": gradient_l2,
@@ -468,7 +540,7 @@ def sweep(loss_fns: dict[str, Callable[..., tf.Tensor]], fixed, movings) -> dict
 def get(name: str) -> Callable[..., tf.Tensor]:
     """Loss function by name (case-insensitive, ``_`` same as ``-``).
 
-    Names: ``ssd, ncc, lncc, gmi`` (``fn(y_true, y_pred)``), ``dice, jaccard, cross-entropy``
+    Names: ``ssd, ncc, lncc, gmi`` (``fn(y_true, y_pred)``), ``dice, jaccard, cross-entropy, centroid``
     (``fn(y_true, y_pred)``), ``bending, gradient-l1, gradient-l2`` (``fn(ddf)``). Unknown -> ValueError.
     """
     registry = _registry()

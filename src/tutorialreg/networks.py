@@ -308,6 +308,14 @@ class RegistrationModel(keras.Model):
     :param backbone_kwargs: keyword arguments of the backbone builder (e.g. ``num_channel_initial``).
     :param global_kwargs: keyword arguments of :func:`global_net` (affine methods).
     :param integration_steps: scaling-and-squaring steps for ``"dvf"``.
+    :param field_size: ``(n1, n2, n3)`` grid the dense backbone works on (dense methods; default
+        ``image_size``). The images are resized to it (trilinear), and the backbone's field, in voxels of
+        that grid, is integrated there (``"dvf"``) and then resized to ``image_size`` and rescaled to its
+        voxels. The weights do not depend on ``image_size``: a model trained on images of ``field_size``
+        registers larger images with the same weights, at the cost of a field no finer than ``field_size``.
+    :param seg_channels: extra output channels of the dense backbone, returned as ``seg_logits``
+        ``[b, d1, d2, d3, seg_channels]`` for an auxiliary segmentation loss in training (the registration
+        does not use them).
 
     ``model({"moving_image": m, "fixed_image": f, "moving_label": l})`` with ``m, f`` ``[b, d1, d2, d3]``
     and the optional ``l`` ``[b, d1, d2, d3, c]`` returns a dict: ``ddf`` ``[b, d1, d2, d3, 3]`` (voxels,
@@ -324,6 +332,8 @@ class RegistrationModel(keras.Model):
         backbone_kwargs: dict | None = None,
         global_kwargs: dict | None = None,
         integration_steps: int = 7,
+        field_size: Sequence[int] | None = None,
+        seg_channels: int = 0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -333,13 +343,28 @@ class RegistrationModel(keras.Model):
         self.method, self.backbone_name = method, backbone
         self.backbone_kwargs, self.global_kwargs = dict(backbone_kwargs or {}), dict(global_kwargs or {})
         self.integration_steps = int(integration_steps)
+        self.field_size = self.image_size if field_size is None else _shape3(field_size, "field_size")
+        self.seg_channels = int(seg_channels)
+        if self.seg_channels < 0:
+            raise ValueError(f"seg_channels must be >= 0, got {seg_channels!r}")
+        if method not in ("ddf", "dvf") and (self.field_size != self.image_size or self.seg_channels):
+            raise ValueError(f"field_size and seg_channels need method 'ddf' or 'dvf', got {method!r}")
         self.global_net = self.dense_net = None
         if method in ("affine", "affine+ddf"):
             self.global_net = global_net(self.image_size, **self.global_kwargs)
         if method != "affine":
             if backbone not in ("local", "unet"):
                 raise ValueError(f"method {method!r} needs backbone 'local' or 'unet', got {backbone!r}")
-            self.dense_net = build_backbone(backbone, self.image_size, **self.backbone_kwargs)
+            kwargs_ = dict(self.backbone_kwargs)
+            if self.seg_channels:
+                kwargs_["out_channels"] = 3 + self.seg_channels
+            self.dense_net = build_backbone(backbone, self.field_size, **kwargs_)
+        if self.field_size != self.image_size:
+            self.to_field = Resize3D(self.field_size, name="to_field_size")
+            self.to_image = Resize3D(self.image_size, name="to_image_size")
+            # a displacement of one field voxel is image / field image voxels along each axis
+            ratios = [i / f for i, f in zip(self.image_size, self.field_size, strict=True)]
+            self.field_scale = tf.constant(ratios, tf.float32)
         self.built = True  # the sub-networks are functional models, built at construction
 
     def build(self, input_shape=None) -> None:
@@ -355,10 +380,17 @@ class RegistrationModel(keras.Model):
             ddf = warp.ddf_from_theta(theta, self.image_size)
         if self.dense_net is not None:
             source = moving if self.global_net is None else warp.warp(moving, ddf)
-            field = self.dense_net(tf.stack([source, fixed], axis=-1), training=training)
+            pair = tf.stack([source, fixed], axis=-1)
+            coarse = self.field_size != self.image_size
+            field = self.dense_net(self.to_field(pair) if coarse else pair, training=training)
+            if self.seg_channels:
+                seg, field = field[..., 3:], field[..., :3]
+                out["seg_logits"] = self.to_image(seg) if coarse else seg
             if self.method == "dvf":
-                out["dvf"] = field
+                out["dvf"] = self.to_image(field) * self.field_scale if coarse else field
                 field = warp.integrate_svf(field, self.integration_steps)
+            if coarse:
+                field = self.to_image(field) * self.field_scale
             ddf = field if self.global_net is None else warp.compose(ddf, field)
         out["ddf"] = ddf
         out["warped_image"] = warp.warp(moving, ddf)
@@ -389,4 +421,6 @@ class RegistrationModel(keras.Model):
             "backbone_kwargs": self.backbone_kwargs,
             "global_kwargs": self.global_kwargs,
             "integration_steps": self.integration_steps,
+            "field_size": list(self.field_size),
+            "seg_channels": self.seg_channels,
         }

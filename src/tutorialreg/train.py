@@ -5,8 +5,10 @@ terms from the config; :meth:`Trainer.step` is one compiled gradient step on a b
 runs the steps of one epoch and validates; :meth:`Trainer.finish` writes the final model and history.
 
 Unsupervised training: image weight > 0, label weight 0. Weakly-supervised: label weight > 0, image weight
-0 (labels are needed only in training). Combined: both. Label losses are computed per label channel and
-averaged over the channels a pair really has, weighted by ``train.loss.label.channel_weights``.
+0 (labels are needed only in training). Combined: both. Label losses (``label``, ``centroid``) are computed
+per label channel and averaged over the channels a pair really has, weighted by the term's
+``channel_weights``. ``segmentation`` trains the backbone's extra ``seg_channels`` outputs to segment label
+0 of the fixed (and the moving) image: an auxiliary task that the registration does not use.
 
 Outputs under ``log_dir``: ``config.yaml`` (the resolved config), ``checkpoints/`` (see
 :mod:`tutorialreg.checkpoints`), ``model.keras`` (the final model, loadable by ``keras.models.load_model``),
@@ -35,7 +37,7 @@ import tensorflow as tf
 
 from tutorialreg import checkpoints, losses, metrics, networks, warp
 from tutorialreg.callbacks import Callback, ProgressBar, check_callbacks, close_all, notify
-from tutorialreg.config import LOSS_KINDS, build_model, datasets, load_config
+from tutorialreg.config import LABEL_KINDS, LOSS_KINDS, build_model, datasets, load_config
 from tutorialreg.predict import predict
 
 __all__ = ["TrainResult", "Trainer", "load_config", "predict", "train"]
@@ -55,9 +57,9 @@ def _loss_fns(config: Mapping) -> dict:
     return out
 
 
-def _channel_weights(config: Mapping, channels: int) -> np.ndarray:
-    """``train.loss.label.channel_weights`` padded with zeros to ``channels`` (default: all 1)."""
-    given = (config["train"]["loss"].get("label") or {}).get("channel_weights")
+def _channel_weights(config: Mapping, channels: int, kind: str = "label") -> np.ndarray:
+    """``train.loss.<kind>.channel_weights`` padded with zeros to ``channels`` (default: all 1)."""
+    given = (config["train"]["loss"].get(kind) or {}).get("channel_weights")
     if given is None:
         return np.ones(channels, np.float32)
     w = np.zeros(channels, np.float32)
@@ -83,8 +85,13 @@ def _loss_terms(fns: dict, batch: dict, out: dict) -> dict:
     for kind, (weight, fn, kwargs) in fns.items():
         if kind == "image":
             value = fn(batch["fixed_image"], out["warped_image"], **kwargs)
-        elif kind == "label":
-            value = _label_loss(fn, kwargs, batch["fixed_label"], out["warped_label"], batch["label_weights"])
+        elif kind in LABEL_KINDS:
+            weights = batch[f"{kind}_weights"]
+            value = _label_loss(fn, kwargs, batch["fixed_label"], out["warped_label"], weights)
+        elif kind == "segmentation":  # label 0 of the fixed (and the moving) image from the extra outputs
+            n = out["seg_logits"].shape[-1]
+            target = tf.stack([batch["fixed_label"][..., 0], batch["moving_label"][..., 0]], axis=-1)[..., :n]
+            value = fn(target, tf.sigmoid(out["seg_logits"]), **kwargs)
         else:
             value = fn(out["dvf"] if "dvf" in out else out["ddf"], **kwargs)
         terms[kind] = value
@@ -98,6 +105,7 @@ def _loss_terms(fns: dict, batch: dict, out: dict) -> dict:
 class TrainResult:
     """What :func:`train` returns.
 
+    :ivar model: the trained model, registering ``dataset.image_shape`` images.
     :ivar history: per-epoch lists: ``loss``, one per loss term, ``val_dice`` (label channel 0 of the
         validation pairs, when there are any), ``seconds``.
     :ivar stopped: ``"completed"``, ``"nan"`` (a non-finite loss stopped training), ``"interrupted"``
@@ -144,38 +152,49 @@ class Trainer:
         self.seed, self.epochs = int(t["seed"]), int(t["epochs"])
         keras.utils.set_random_seed(self.seed)
         channels = config["dataset"]["label_channels"]
-        self.train_pairs = data.PairArrays(datasets(config, ["train"])["train"], channels)
-        valid = self._validation_set(config)
+        self.shape = tuple(t["train_shape"] or config["dataset"]["image_shape"])
+        train_set = datasets(config, ["train"], self.shape)["train"]
+        self.train_pairs = data.PairArrays(train_set, channels)
+        valid = self._validation_set(config, self.shape)
         self.valid_pairs = None
         if valid is not None and len(valid):
             self.valid_pairs = data.PairArrays(valid, self.train_pairs.channels or None)
         self.fns = _loss_fns(config)
-        if "label" in self.fns and not self.train_pairs.labeled:
-            raise ValueError("train.loss.label has a weight but dataset.labeled is false")
+        if set(self.fns) & {*LABEL_KINDS, "segmentation"} and not self.train_pairs.labeled:
+            raise ValueError("train.loss label, centroid or segmentation has a weight but dataset.labeled "
+                             "is false")
+        if "centroid" in self.fns and "spacing" not in self.fns["centroid"][2]:  # mm on the training grid
+            self.fns["centroid"][2]["spacing"] = train_set.spacing(self.train_pairs.names[0])
         self.batch_size = self._batch_size(int(t["batch_size"]))
         self.steps = len(self.train_pairs) // self.batch_size
-        self.augment = float(t["augment_scale"])
+        self.augment = {"augment_scale": float(t["augment_scale"]), "augment_rigid": t["augment_rigid"],
+                        "augment_flip": t["augment_flip"]}
         self.strategy = _strategy(strategy)
         with self.strategy.scope():
-            self.model = build_model(config)
+            self.model = build_model(config, training=True)
             opt = dict(t["optimizer"])
             self.optimizer = keras.optimizers.get({"class_name": opt.pop("name"), "config": opt})
             self.optimizer.build(self.model.trainable_variables)
-        labeled = self.train_pairs.labeled
-        weights = _channel_weights(config, self.train_pairs.channels) if labeled else np.ones(0, np.float32)
-        self._used = tf.constant(np.flatnonzero(weights), tf.int32)
-        self._used_weights = tf.constant(weights[weights > 0], tf.float32)
+        self._label_kinds = [k for k in LABEL_KINDS if k in self.fns]
+        if "segmentation" in self.fns and "label" not in self._label_kinds:
+            self._label_kinds.insert(0, "label")  # label 0 must be gathered: zero weight for the label term
+        weights = {k: _channel_weights(config, self.train_pairs.channels, k) for k in self._label_kinds}
+        if "segmentation" in self.fns and not any(w[0] for w in weights.values()):
+            raise ValueError("train.loss.segmentation segments label 0: keep channel 0 in channel_weights")
+        used = np.any([w > 0 for w in weights.values()], axis=0) if weights else np.zeros(0, bool)
+        self._used = tf.constant(np.flatnonzero(used), tf.int32)  # channel 0 first when it is used
+        self._used_weights = {k: tf.constant(w[used], tf.float32) for k, w in weights.items()}
         self._compiled = tf.function(self._replica_step_all, jit_compile=bool(t["jit_compile"]),
                                      autograph=False)
 
     @staticmethod
-    def _validation_set(config: dict):
-        """The ``valid`` split of a labelled data set, or None when it has none (training then reports no
-        validation Dice)."""
+    def _validation_set(config: dict, shape: Sequence[int]):
+        """The ``valid`` split of a labelled data set on the ``shape`` grid, or None when it has none
+        (training then reports no validation Dice)."""
         if not config["dataset"]["labeled"]:
             return None
         try:
-            return datasets(config, ["valid"])["valid"]
+            return datasets(config, ["valid"], shape)["valid"]
         except FileNotFoundError:
             return None
 
@@ -189,11 +208,13 @@ class Trainer:
     @tf.autograph.experimental.do_not_convert  # no tensor-dependent Python control flow inside
     def _replica_step(self, batch: dict) -> dict:
         batch = dict(batch)
-        use_labels = "label" in self.fns
+        use_labels = bool(self._label_kinds)
         if use_labels:  # only the channels with a weight are augmented, warped and compared
             for key in ("moving_label", "fixed_label"):
                 batch[key] = tf.gather(batch[key], self._used, axis=-1)
-            batch["label_weights"] = tf.gather(batch["label_mask"], self._used, axis=-1) * self._used_weights
+            mask = tf.gather(batch["label_mask"], self._used, axis=-1)
+            for kind in self._label_kinds:
+                batch[f"{kind}_weights"] = mask * self._used_weights[kind]
         if "moving_theta" in batch:  # augmentation: one random affine per side, for an image and its label
             for side in ("moving", "fixed"):
                 ddf = warp.ddf_from_theta(batch[f"{side}_theta"], batch["fixed_image"].shape[1:4])
@@ -224,7 +245,7 @@ class Trainer:
     # -- one epoch --------------------------------------------------------------------------------
     def _batches(self, epoch: int):
         def gen():
-            return self.train_pairs.batches(self.batch_size, self.seed, epoch, augment_scale=self.augment)
+            return self.train_pairs.batches(self.batch_size, self.seed, epoch, **self.augment)
 
         if self.strategy is tf.distribute.get_strategy():
             yield from gen()
@@ -284,6 +305,15 @@ class Trainer:
         state = {"epochs_done": epochs_done, "history": history, **extra}
         return checkpoints.save(self.log_dir, tag, self.model, self.optimizer, state)
 
+    def deployed_model(self) -> networks.RegistrationModel:
+        """The trained model itself, or, when it trained on ``train.train_shape``, the model with its
+        weights that registers ``dataset.image_shape`` images (see :func:`tutorialreg.config.build_model`)."""
+        if self.shape == tuple(self.config["dataset"]["image_shape"]):
+            return self.model
+        model = build_model(self.config)
+        model.set_weights(self.model.get_weights())
+        return model
+
     def finish(self, stopped: str, history: dict) -> list[str]:
         """Write ``model.keras`` (completed runs) and ``history.json``, each atomically; returns messages
         about anything that could not be written (the checkpoints stay)."""
@@ -291,7 +321,7 @@ class Trainer:
         if stopped == "completed":
             tmp = self.log_dir / ".model.tmp.keras"
             try:
-                self.model.save(tmp)
+                self.deployed_model().save(tmp)
                 os.replace(tmp, self.log_dir / "model.keras")
             except OSError as err:
                 messages.append(f"could not write {self.log_dir / 'model.keras'} ({err}); the final "
@@ -385,7 +415,8 @@ def train(config, resume: bool = False, log_dir: str | os.PathLike | None = None
     for m in messages:
         print(m, file=sys.stderr if stopped in ("nan", "save_failed") else sys.stdout)
     return TrainResult(
-        model=trainer.model, config=cfg, history=history, log_dir=trainer.log_dir, checkpoint=last_ckpt,
+        model=trainer.deployed_model(), config=cfg, history=history, log_dir=trainer.log_dir,
+        checkpoint=last_ckpt,
         stopped=stopped, epochs_done=done, seconds=time.perf_counter() - t_start,
         pairs_per_second=(done - start) * trainer.steps * trainer.batch_size / train_seconds if train_seconds
         else float("nan"),

@@ -36,6 +36,7 @@ __all__ = [
     "matrix_to_theta",
     "random_affine",
     "random_affine_ddf",
+    "random_rigid",
     "random_smooth_ddf",
     "reference_grid",
     "resample",
@@ -402,6 +403,35 @@ def random_affine(
         c = np.asarray(center, dtype=np.float64).reshape(3)
         theta[:, 3, :] += c - np.einsum("j,bjk->bk", c, theta[:, :3, :])
     return tf.constant(theta, dtype=tf.float32)
+
+
+def random_rigid(
+    batch_size: int, shift: float, degrees: float, seed: int | None = None,
+    center: Sequence[float] | None = None,
+) -> np.ndarray:
+    """Random rigid motions: rotations about axes (0, 1), (0, 2), (1, 2) by angles uniform in
+    ``[-degrees, degrees]``, then a shift uniform in ``[-shift, shift]`` voxels along each axis.
+
+    :param center: voxel point ``c`` the rotation acts about (default: the origin);
+        ``loc = (p - c) R + c + d`` (row vectors, as :func:`random_affine`).
+    :return: float64 ``[batch_size, 4, 3]`` (``loc = [p, 1] @ theta``).
+    """
+    if shift < 0 or not 0 <= degrees <= 180:
+        raise ValueError(f"shift must be >= 0 voxels and degrees in [0, 180], got {shift}, {degrees}")
+    rng = np.random.default_rng(seed)
+    c = np.zeros(3) if center is None else np.asarray(center, np.float64).reshape(3)
+    out = np.zeros((batch_size, 4, 3))
+    for b in range(batch_size):
+        rot = np.eye(3)
+        for i, j in ((0, 1), (0, 2), (1, 2)):
+            g = np.deg2rad(rng.uniform(-degrees, degrees))
+            r = np.eye(3)
+            r[i, i] = r[j, j] = np.cos(g)
+            r[i, j], r[j, i] = np.sin(g), -np.sin(g)
+            rot = rot @ r
+        out[b, :3] = rot
+        out[b, 3] = c - c @ rot + rng.uniform(-shift, shift, 3)
+    return out
 
 
 def random_affine_ddf(

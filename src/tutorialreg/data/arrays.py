@@ -104,12 +104,19 @@ class PairArrays:
         shuffle: bool = True,
         augment_scale: float = 0.0,
         drop_remainder: bool = True,
+        augment_rigid: Sequence[float] = (0.0, 0.0),
+        augment_flip: Sequence[int] = (),
     ) -> Iterator[dict]:
         """Batches of one epoch; order and augmentation depend only on ``(seed, epoch)``.
 
         :param augment_scale: > 0 adds ``moving_theta`` and ``fixed_theta`` ``[b, 4, 3]`` float32, random
             affines (:func:`tutorialreg.warp.random_affine` about the volume centre) for the training step
             to apply to each side's image and label.
+        :param augment_rigid: ``(shift, degrees)``: the moving side's affine is followed by a random rigid
+            motion (:func:`tutorialreg.warp.random_rigid` about the centre), new relative positions for a
+            network to undo.
+        :param augment_flip: spatial axes along which each pair (both sides, images and labels) is mirrored
+            with probability 1/2.
         :return: dicts of the :meth:`item` keys stacked to ``[b, ...]``.
         """
         batch_size = int(number(batch_size, "batch_size", low=1, integer=True))
@@ -121,11 +128,34 @@ class PairArrays:
                 return
             items = [self._items[int(i)] for i in idx]
             batch = {k: np.stack([it[k] for it in items]) for k in items[0]}
-            if augment_scale > 0:
-                from tutorialreg import warp
-
-                centre = [(s - 1) / 2 for s in batch["fixed_image"].shape[1:4]]
-                for side in ("moving", "fixed"):
-                    theta = warp.random_affine(len(idx), augment_scale, int(rng.integers(2**31)), centre)
-                    batch[f"{side}_theta"] = np.asarray(theta)
+            for axis in augment_flip:
+                flip = (rng.random(len(idx)) < 0.5).reshape(-1, 1, 1, 1)
+                for k in ("moving_image", "fixed_image", "moving_label", "fixed_label"):
+                    if k in batch:
+                        where = flip if batch[k].ndim == 4 else flip[..., None]
+                        batch[k] = np.where(where, np.flip(batch[k], axis=int(axis) + 1), batch[k])
+            if augment_scale > 0 or max(augment_rigid) > 0:
+                batch.update(_random_thetas(rng, len(idx), batch["fixed_image"].shape[1:4], augment_scale,
+                                            augment_rigid))
             yield batch
+
+
+def _random_thetas(rng: np.random.Generator, n: int, shape: Sequence[int], scale: float,
+                   rigid: Sequence[float]) -> dict:
+    """``moving_theta``, ``fixed_theta`` ``[n, 4, 3]`` float32 about the volume centre: random affines of
+    ``scale``, the moving one followed by a random rigid motion ``(shift, degrees)``."""
+    from tutorialreg import warp
+
+    centre = [(s - 1) / 2 for s in shape]
+    out = {}
+    for side in ("moving", "fixed"):
+        theta = np.asarray(warp.random_affine(n, scale, int(rng.integers(2**31)), centre), np.float64)
+        if side == "moving" and max(rigid) > 0:
+            motion = warp.random_rigid(n, float(rigid[0]), float(rigid[1]), int(rng.integers(2**31)), centre)
+            theta = np.einsum("bij,bjk->bik", np.concatenate([theta, _LAST_COLUMN[None].repeat(n, 0)], -1),
+                              motion)
+        out[f"{side}_theta"] = theta.astype(np.float32)
+    return out
+
+
+_LAST_COLUMN = np.array([[0.0], [0.0], [0.0], [1.0]])  # [4, 1]: an affine [4, 3] as a 4x4 matrix
