@@ -69,6 +69,7 @@ def test_packaged_configs_load_by_name_and_print():
     ("train", {"train_shape": [8, 8]}, "train.train_shape must be three integers"),
     ("train", {"method": "affine", "train_shape": [8, 8, 8]}, "train_shape needs train.method"),
     ("train", {"seg_channels": -1}, "seg_channels must be >= 0"),
+    ("train", {"lr_decay": "linear"}, "lr_decay must be one of"),
     ("train", {"loss": {"segmentation": {"name": "dice", "weight": 1}}}, "needs train.seg_channels"),
     ("train", {"loss": {"label": {"name": "dice", "weight": 1, "pools": [1, 2], "scales": [0]}}}, "not both"),
     ("train", {"loss": {"centroid": {"name": "dice", "weight": 1}}}, "centroid.name must be one of"),

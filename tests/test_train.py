@@ -302,3 +302,14 @@ def test_segmentation_needs_its_outputs_and_label_zero(tmp_path, pairs_root):
     cfg["train"]["loss"]["label"]["channel_weights"] = [0, 1]
     with pytest.raises(ValueError, match="label 0"):
         tr.Trainer(tr.load_config(cfg))
+
+
+def test_cosine_decay_falls_from_the_learning_rate_to_zero_along_the_training_steps():
+    opt = tr._optimizer({"name": "Adam", "learning_rate": 0.01}, "cosine", 100)
+    assert type(opt).__name__ == "Adam"
+    for step, expected in ((0, 0.01), (50, 0.005), (100, 0.0)):
+        opt.iterations.assign(step)
+        np.testing.assert_allclose(float(opt.learning_rate), expected, atol=1e-7)
+    constant = tr._optimizer({"name": "SGD", "learning_rate": 0.1, "momentum": 0.5}, "none", 100)
+    constant.iterations.assign(99)
+    assert float(constant.learning_rate) == pytest.approx(0.1) and constant.momentum == 0.5

@@ -21,6 +21,7 @@ A config is a YAML file shaped like DeepReg's (or a dict); every key has a defau
       train_shape: [24, 32, 22]     # train on this grid (the network always works on it); default image_shape
       seg_channels: 2               # extra backbone outputs that segment the fixed and moving label 0
       optimizer: {name: Adam, learning_rate: 1.0e-3}
+      lr_decay: cosine              # none | cosine: the learning rate falls to 0 over all training steps
       batch_size: 4
       augment_scale: 0.1            # random affine of the tutorial's generator, per side; 0 = off
       augment_rigid: [2, 5]         # and a random rigid motion of the moving side: shift (voxels), degrees
@@ -88,6 +89,7 @@ DEFAULTS: dict[str, Any] = {
         "augment_scale": 0.0,
         "augment_rigid": [0.0, 0.0],
         "augment_flip": [],
+        "lr_decay": "none",
         "epochs": 10,
         "save_period": 5,
         "seed": 0,
@@ -303,6 +305,7 @@ def _validate_train(t: dict) -> None:
     if not isinstance(t["augment_flip"], (list, tuple)) or any(a not in (0, 1, 2) for a in t["augment_flip"]):
         raise ValueError(f"train.augment_flip must be a list of axes 0, 1, 2, got {t['augment_flip']!r}")
     t["seg_channels"] = number(t["seg_channels"], "train.seg_channels", low=0, integer=True)
+    _choice(t["lr_decay"], ("none", "cosine"), "train.lr_decay")
     if t["train_shape"] is not None:
         t["train_shape"] = list(shape3(t["train_shape"], "train.train_shape", minimum=2))
         if t["method"] not in ("ddf", "dvf"):

@@ -128,6 +128,18 @@ class TrainResult:
     messages: list[str] = field(default_factory=list)
 
 
+def _optimizer(settings: Mapping, decay: str, steps: int) -> keras.optimizers.Optimizer:
+    """The Keras optimiser of ``train.optimizer``; ``decay="cosine"``: its learning rate falls from the given
+    value to 0 along a half cosine over ``steps`` steps (resumed runs continue on the curve: the step
+    counter is part of the optimiser's checkpointed state)."""
+    opt = dict(settings)
+    name = opt.pop("name")
+    if decay == "cosine":
+        rate = float(opt["learning_rate"])
+        opt["learning_rate"] = keras.optimizers.schedules.CosineDecay(rate, max(steps, 1))
+    return type(keras.optimizers.get({"class_name": name, "config": {}}))(**opt)
+
+
 def _strategy(strategy):
     if strategy is not None:
         return strategy
@@ -172,8 +184,7 @@ class Trainer:
         self.strategy = _strategy(strategy)
         with self.strategy.scope():
             self.model = build_model(config, training=True)
-            opt = dict(t["optimizer"])
-            self.optimizer = keras.optimizers.get({"class_name": opt.pop("name"), "config": opt})
+            self.optimizer = _optimizer(t["optimizer"], t["lr_decay"], self.epochs * self.steps)
             self.optimizer.build(self.model.trainable_variables)
         self._label_kinds = [k for k in LABEL_KINDS if k in self.fns]
         if "segmentation" in self.fns and "label" not in self._label_kinds:
