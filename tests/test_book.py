@@ -46,23 +46,20 @@ def _config() -> dict:
     return yaml.safe_load((ROOT / "_config.yml").read_text())
 
 
+def _rehearse():
+    """``tools/rehearse.py``, whose ``toc_chapters`` reads the table of contents for the rehearsal too."""
+    spec = importlib.util.spec_from_file_location("tools_rehearse", ROOT / "tools" / "rehearse.py")
+    module = sys.modules.get(spec.name)
+    if module is None:
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module
+        spec.loader.exec_module(module)
+    return module
+
+
 def toc_files() -> list[str]:
     """Every ``file:`` of ``_toc.yml`` in reading order, the root first."""
-    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    found = [toc["root"]]
-
-    def walk(node) -> None:
-        if isinstance(node, dict):
-            if "file" in node:
-                found.append(node["file"])
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for item in node:
-                walk(item)
-
-    walk({k: v for k, v in toc.items() if k != "root"})
-    return found
+    return _rehearse().toc_chapters()
 
 
 def code_cells(notebook) -> list[str]:

@@ -256,8 +256,9 @@ def _block_mean(x: tf.Tensor, k: int) -> tf.Tensor:
 
 
 def _pools(pools, fn: str) -> list[int]:
-    values = [int(k) for k in np.atleast_1d(np.asarray(pools))] if pools is not None else []
-    if not values or min(values) < 1 or any(float(k) != int(k) for k in np.atleast_1d(np.asarray(pools))):
+    given = np.atleast_1d(np.asarray(pools if pools is not None else [], dtype=np.float64))
+    values = [int(k) for k in given]
+    if not values or min(values) < 1 or np.any(given != np.round(given)):
         raise ValueError(f"{fn}: pools must be a non-empty list of integers >= 1, got {pools!r}")
     return values
 

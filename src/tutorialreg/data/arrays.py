@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 __all__ = ["PairArrays", "preload_bytes"]
 
 FLOAT32_BYTES = 4
+_LAST_COLUMN = np.array([[0.0], [0.0], [0.0], [1.0]])  # [4, 1]: an affine [4, 3] as a 4x4 matrix
 
 
 def preload_bytes(n_pairs: int, image_shape: Sequence[int], label_channels: int) -> int:
@@ -157,5 +158,3 @@ def _random_thetas(rng: np.random.Generator, n: int, shape: Sequence[int], scale
         out[f"{side}_theta"] = theta.astype(np.float32)
     return out
 
-
-_LAST_COLUMN = np.array([[0.0], [0.0], [0.0], [1.0]])  # [4, 1]: an affine [4, 3] as a 4x4 matrix
